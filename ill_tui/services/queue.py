@@ -1,0 +1,231 @@
+"""The borrowing and lending queues: one page of requests at a time, and counts per status.
+
+A queue never loads the whole table. Each page is one indexed query (``LIMIT``/``OFFSET`` over
+an index that matches the sort), and the free-text filter goes through a real text index:
+SQLite FTS5 (``request_fts``, kept by triggers) or a PostgreSQL GIN index over a tsvector.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from ill_tui.identifiers import search_forms
+from ill_tui.models import Direction, UTCDateTime
+
+# Must match the migration that built the index (0001_initial).
+SEARCH_COLUMNS = (
+    "title", "article_title", "author", "article_author", "isbn", "issn", "oclc_number",
+    "party_name",
+)  # fmt: skip
+PG_SEARCH_VECTOR = (
+    "to_tsvector('simple'::regconfig, "
+    + " || ' ' || ".join(f"coalesce({c}, '')" for c in SEARCH_COLUMNS)
+    + ")"
+)
+
+OPEN = "Open"  # status filter: every request not yet in a final status
+ALL = "All"  # status filter: everything
+
+MIN_TOKEN = 2  # shorter words would match most of a million rows; they are ignored
+
+
+class SortKey(StrEnum):
+    """Columns a queue can be sorted by."""
+
+    ID = "id"
+    STATUS = "status"
+    TITLE = "title"
+    PARTY = "party"
+    AGE = "age"
+    NEEDED_BY = "needed_by"
+
+
+_SORT_COLUMNS: dict[SortKey, tuple[str, ...]] = {
+    SortKey.ID: ("id",),
+    SortKey.AGE: ("id",),  # requests are numbered as they arrive; id order is age order
+    SortKey.STATUS: ("status", "id"),
+    SortKey.TITLE: ("title", "id"),
+    SortKey.PARTY: ("party_name", "id"),
+    SortKey.NEEDED_BY: ("needed_by", "id"),
+}
+
+
+@dataclass(frozen=True)
+class QueueQuery:
+    """What the queue shows: direction, status filter, text filter, sort and page."""
+
+    direction: Direction = Direction.BORROWING
+    status: str = OPEN  # OPEN, ALL or one Status value
+    text: str = ""
+    sort: SortKey = SortKey.AGE
+    descending: bool = False  # AGE ascending = oldest first
+    page: int = 0
+    page_size: int = 100
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    """One line of a queue, as plain values."""
+
+    id: int
+    status: str
+    service_type: str
+    title: str
+    party: str
+    created_at: datetime
+    needed_by: date | None
+    version: int
+
+    def age_days(self, now: datetime) -> int:
+        """Whole days since the request arrived."""
+        return max(0, (now - self.created_at).days)
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    """A page of rows and whether another page follows."""
+
+    query: QueueQuery
+    rows: list[QueueRow]
+    has_more: bool
+    ignored_terms: tuple[str, ...] = field(default_factory=tuple)
+
+
+def tokens(text: str) -> tuple[list[str], list[str]]:
+    """Split filter text into searchable terms and the ones too short to search.
+
+    Identifiers are matched in their stored form: an ISBN-10 typed with hyphens becomes the
+    ISBN-13 digits the index holds.
+    """
+    kept: list[str] = []
+    ignored: list[str] = []
+    for raw in text.split():
+        forms = search_forms(raw)
+        if forms:
+            kept.extend(forms)
+            continue
+        for word in re.findall(r"\w+", raw, flags=re.UNICODE):
+            (kept if len(word) >= MIN_TOKEN else ignored).append(word.lower())
+    return kept, ignored
+
+
+def fts5_match(words: Sequence[str]) -> str:
+    """An FTS5 MATCH expression: every word, as a quoted prefix (typing-as-you-go)."""
+    return " AND ".join('"' + w.replace('"', '""') + '"*' for w in words)
+
+
+def pg_tsquery(words: Sequence[str]) -> str:
+    """A ``to_tsquery('simple', ...)`` text: every word as a prefix, all required."""
+    safe = [re.sub(r"[^\w]", "", w, flags=re.UNICODE) for w in words]
+    return " & ".join(f"{w}:*" for w in safe if w)
+
+
+def _filters(q: QueueQuery) -> tuple[list[str], dict[str, Any]]:
+    where = ["r.direction = :direction"]
+    params: dict[str, Any] = {"direction": q.direction.value}
+    if q.status == OPEN:
+        where.append("r.is_open = :is_open")
+        params["is_open"] = True
+    elif q.status != ALL:
+        where.append("r.status = :status")
+        params["status"] = q.status
+    return where, params
+
+
+_ROW_COLUMNS = (
+    "r.id, r.status, r.service_type, r.title, r.article_title, r.party_name, r.created_at, "
+    "r.needed_by, r.version"
+)
+
+
+def _to_row(row: Sequence[Any]) -> QueueRow:
+    title = row[3] if not row[4] else f"{row[4]} ({row[3]})"
+    return QueueRow(
+        id=row[0],
+        status=row[1],
+        service_type=row[2],
+        title=title,
+        party=row[5],
+        created_at=row[6],
+        needed_by=row[7],
+        version=row[8],
+    )
+
+
+def _typed(sql: str) -> sa.TextClause:
+    return sa.text(sql).columns(created_at=UTCDateTime(), needed_by=sa.Date())
+
+
+def load_page(session: Session, query: QueueQuery) -> QueuePage:
+    """Return one page of the queue described by ``query``."""
+    words, ignored = tokens(query.text)
+    where, params = _filters(query)
+    order_dir = "DESC" if query.descending else "ASC"
+    order = ", ".join(f"r.{c} {order_dir}" for c in _SORT_COLUMNS[query.sort])
+    params["limit"] = query.page_size + 1
+    params["offset"] = query.page * query.page_size
+    dialect = session.get_bind().dialect.name
+    if words and dialect == "sqlite":
+        params["match"] = fts5_match(words)
+        if query.sort in (SortKey.AGE, SortKey.ID):
+            # Walk the text index in rowid order and stop at the page: no sort of the matches.
+            order = f"f.rowid {order_dir}"
+        sql = (
+            f"SELECT {_ROW_COLUMNS} FROM request_fts f JOIN request r ON r.id = f.rowid "
+            f"WHERE request_fts MATCH :match AND {' AND '.join(where)} "
+            f"ORDER BY {order} LIMIT :limit OFFSET :offset"
+        )
+    else:
+        if words:
+            where.append(f"{PG_SEARCH_VECTOR.replace('coalesce(', 'coalesce(r.')} "
+                         "@@ to_tsquery('simple'::regconfig, :tsquery)")  # fmt: skip
+            params["tsquery"] = pg_tsquery(words)
+        sql = (
+            f"SELECT {_ROW_COLUMNS} FROM request r WHERE {' AND '.join(where)} "
+            f"ORDER BY {order} LIMIT :limit OFFSET :offset"
+        )
+    result = session.execute(_typed(sql), params).all()
+    rows = [_to_row(tuple(r)) for r in result[: query.page_size]]
+    return QueuePage(
+        query=query,
+        rows=rows,
+        has_more=len(result) > query.page_size,
+        ignored_terms=tuple(ignored),
+    )
+
+
+def status_counts(session: Session, query: QueueQuery) -> dict[str, int]:
+    """How many requests of the queue's direction (and text filter) are in each status.
+
+    The status filter itself is not applied: the counts are what staff choose a status from.
+    """
+    words, _ = tokens(query.text)
+    params: dict[str, Any] = {"direction": query.direction.value}
+    dialect = session.get_bind().dialect.name
+    if words and dialect == "sqlite":
+        params["match"] = fts5_match(words)
+        sql = (
+            "SELECT r.status, count(*) FROM request_fts f JOIN request r ON r.id = f.rowid "
+            "WHERE request_fts MATCH :match AND r.direction = :direction GROUP BY r.status"
+        )
+    elif words:
+        params["tsquery"] = pg_tsquery(words)
+        vector = PG_SEARCH_VECTOR.replace("coalesce(", "coalesce(r.")
+        sql = (
+            "SELECT r.status, count(*) FROM request r WHERE r.direction = :direction AND "
+            f"{vector} @@ to_tsquery('simple'::regconfig, :tsquery) GROUP BY r.status"
+        )
+    else:
+        sql = (
+            "SELECT r.status, count(*) FROM request r WHERE r.direction = :direction "
+            "GROUP BY r.status"
+        )
+    return {status: int(n) for status, n in session.execute(sa.text(sql), params).all()}
