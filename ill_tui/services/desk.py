@@ -1,0 +1,79 @@
+"""The desk: the one object screens talk to.
+
+Each method is one unit of work with its own short-lived session, so a screen can call it from a
+thread worker and get back plain entities (already loaded, safe to read after the session has
+closed). Screens never open sessions or see SQL.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Engine
+
+from ill_tui.clock import Clock, utcnow
+from ill_tui.db import session_scope
+from ill_tui.models import Note, Request, Status
+from ill_tui.services import queue, requests
+
+
+class Desk:
+    """Use cases of the circulation desk, bound to a database and an actor.
+
+    Args:
+        engine: the migrated database.
+        actor: who is working (written into every Event and Note).
+        clock: where "now" comes from; tests fix it.
+    """
+
+    def __init__(self, engine: Engine, *, actor: str, clock: Clock = utcnow) -> None:
+        self.engine = engine
+        self.actor = actor
+        self.clock = clock
+
+    def load_page(self, query: queue.QueueQuery) -> queue.QueuePage:
+        """One page of a queue."""
+        with session_scope(self.engine) as session:
+            return queue.load_page(session, query)
+
+    def status_counts(self, query: queue.QueueQuery) -> dict[str, int]:
+        """Requests per status for the queue's direction and text filter."""
+        with session_scope(self.engine) as session:
+            return queue.status_counts(session, query)
+
+    def request_detail(self, request_id: int) -> requests.RequestDetail:
+        """A request with its patron, partner, history and allowed transitions."""
+        with session_scope(self.engine) as session:
+            return requests.request_detail(session, request_id)
+
+    def create_request(self, form: requests.RequestForm) -> Request:
+        """Check and store a new request; raises ``ValidationFailed`` with per-field errors."""
+        with session_scope(self.engine) as session:
+            return requests.create_request(
+                session, form=form, actor=self.actor, clock=self.clock
+            )
+
+    def change_status(
+        self,
+        request_id: int,
+        to_status: Status | str,
+        *,
+        reason: str | None = None,
+        expected_version: int | None = None,
+    ) -> Request:
+        """Apply a workflow transition and write its Event."""
+        with session_scope(self.engine) as session:
+            return requests.change_status(
+                session,
+                request_id=request_id,
+                to_status=to_status,
+                actor=self.actor,
+                reason=reason,
+                expected_version=expected_version,
+                clock=self.clock,
+            )
+
+    def add_note(self, request_id: int, text: str) -> Note:
+        """Attach a note to a request."""
+        with session_scope(self.engine) as session:
+            return requests.add_note(
+                session, request_id=request_id, author=self.actor, text=text, clock=self.clock
+            )
