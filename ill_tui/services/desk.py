@@ -47,9 +47,7 @@ class Desk:
     def create_request(self, form: requests.RequestForm) -> Request:
         """Check and store a new request; raises ``ValidationFailed`` with per-field errors."""
         with session_scope(self.engine) as session:
-            return requests.create_request(
-                session, form=form, actor=self.actor, clock=self.clock
-            )
+            return requests.create_request(session, form=form, actor=self.actor, clock=self.clock)
 
     def change_status(
         self,

@@ -160,7 +160,7 @@ def _to_row(row: Sequence[Any]) -> QueueRow:
     )
 
 
-def _typed(sql: str) -> sa.TextClause:
+def _typed(sql: str) -> sa.TextualSelect:
     return sa.text(sql).columns(created_at=UTCDateTime(), needed_by=sa.Date())
 
 

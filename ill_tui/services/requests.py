@@ -229,7 +229,10 @@ def find_partner(session: Session, text: str) -> Partner | None:
             return found
     return session.exec(
         select(Partner).where(
-            sa.or_(Partner.agency_id_value == text, sa.func.lower(Partner.name) == text.lower())
+            sa.or_(
+                col(Partner.agency_id_value) == text,
+                sa.func.lower(Partner.name) == text.lower(),
+            )
         )
     ).first()
 
@@ -414,7 +417,9 @@ class RequestDetail:
             )
             for e in self.events
         ]
-        entries += [HistoryEntry(at=n.at, actor=n.author, kind="note", text=n.text) for n in self.notes]
+        entries += [
+            HistoryEntry(at=n.at, actor=n.author, kind="note", text=n.text) for n in self.notes
+        ]
         return sorted(entries, key=lambda h: (h.at, h.kind != "status"))
 
 
@@ -425,7 +430,9 @@ def request_detail(session: Session, request_id: int) -> RequestDetail:
     partner = session.get(Partner, request.partner_id) if request.partner_id else None
     events = list(
         session.exec(
-            select(Event).where(Event.request_id == request_id).order_by(col(Event.at), col(Event.id))
+            select(Event)
+            .where(Event.request_id == request_id)
+            .order_by(col(Event.at), col(Event.id))
         )
     )
     notes = list(
