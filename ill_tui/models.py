@@ -161,6 +161,7 @@ class Request(SQLModel, table=True):
         sa.Index("ix_request_dir_id", "direction", "id"),
         sa.Index("ix_request_dir_open_id", "direction", "is_open", "id"),
         sa.Index("ix_request_dir_status_id", "direction", "status", "id"),
+        sa.Index("ix_request_dir_open_status_id", "direction", "is_open", "status", "id"),
         sa.Index("ix_request_dir_title", "direction", "title", "id"),
         sa.Index("ix_request_dir_needed_by", "direction", "needed_by", "id"),
         sa.Index("ix_request_dir_party", "direction", "party_name", "id"),

@@ -108,6 +108,9 @@ def upgrade() -> None:
     op.create_index("ix_request_dir_id", "request", ["direction", "id"])
     op.create_index("ix_request_dir_open_id", "request", ["direction", "is_open", "id"])
     op.create_index("ix_request_dir_status_id", "request", ["direction", "status", "id"])
+    op.create_index(
+        "ix_request_dir_open_status_id", "request", ["direction", "is_open", "status", "id"]
+    )
     op.create_index("ix_request_dir_title", "request", ["direction", "title", "id"])
     op.create_index("ix_request_dir_needed_by", "request", ["direction", "needed_by", "id"])
     op.create_index("ix_request_dir_party", "request", ["direction", "party_name", "id"])
