@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from babel.numbers import format_currency, get_currency_precision, list_currencies
+
+# The database keeps amounts as NUMERIC(14, 4): at most ten digits before the point.
+MAX_AMOUNT = Decimal(10) ** 10
+
+_AMOUNT = re.compile(r"\d+(?:\.\d*)?|\.\d+")
 
 
 class InvalidMoney(ValueError):
@@ -46,15 +52,15 @@ class Money:
     def parse(cls, amount: str, currency: str) -> Money:
         """Parse what staff typed (``12.50``, ``1,200.00``), refusing negatives and junk."""
         text = amount.strip().replace(",", "")
-        try:
-            value = Decimal(text)
-        except InvalidOperation:
-            raise InvalidMoney(f"Amount {amount.strip()!r} is not a number.") from None
-        if not value.is_finite():
-            raise InvalidMoney(f"Amount {amount.strip()!r} is not a number.")
-        if value < 0:
+        if text.startswith("-") and _AMOUNT.fullmatch(text[1:]):
             raise InvalidMoney("An amount cannot be negative.")
-        return cls(value, currency)
+        # Only plain digits: Decimal() would also take "NaN", "1e999999" or "1_000".
+        if not _AMOUNT.fullmatch(text.removeprefix("+")):
+            raise InvalidMoney(f"Amount {amount.strip()!r} is not a number.")
+        money = cls(Decimal(text), currency)
+        if money.amount >= MAX_AMOUNT:
+            raise InvalidMoney(f"Amount {amount.strip()!r} is too large.")
+        return money
 
     def format(self, locale: str = "en_US") -> str:
         """Format for display in ``locale``, e.g. ``€12.50`` or ``12,50 €``."""
