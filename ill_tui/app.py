@@ -1,0 +1,91 @@
+"""The Textual application: the composition root of the user interface.
+
+``IllApp`` receives a ready ``Desk`` (database and actor already wired by ``cli.py`` or a test)
+and shows the queue screen. It owns only what is app-wide: the title (and the DEMO marking),
+the key list, and the command palette entries built from the current screen's bindings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import ClassVar
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+from ill_tui.clock import Clock, utcnow
+from ill_tui.config import Settings
+from ill_tui.services.desk import Desk
+from screens import SCREENS_DIR
+from screens.help import HelpModal, key_entries, palette_commands
+from screens.queue import QueueScreen
+
+DEMO_TITLE = "ill-tui — DEMO sandbox"
+
+
+class IllApp(App[None]):
+    """ill-tui: borrowing and lending queues for interlibrary-loan staff.
+
+    Args:
+        desk: the use cases, bound to a database and the member of staff working.
+        settings: who we are (library name, locale, home currency); optional in tests.
+        demo: mark every screen as the DEMO sandbox so nobody mistakes it for live data.
+        clock: where "now" comes from (ages of requests); tests fix it.
+    """
+
+    CSS_PATH = SCREENS_DIR / "app.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "question_mark",
+            "show_keys",
+            "Keys",
+            id="app.keys",
+            tooltip="List every key of this screen and the app",
+        ),
+    ]
+
+    def __init__(
+        self,
+        desk: Desk,
+        *,
+        settings: Settings | None = None,
+        demo: bool = False,
+        clock: Clock = utcnow,
+    ) -> None:
+        super().__init__()
+        self.desk = desk
+        self.settings = settings
+        self.demo = demo
+        self.clock = clock
+        self.locale_name = settings.locale if settings else "en_US"
+        self.home_currency = settings.home_currency if settings else "USD"
+        if demo:
+            self.title = DEMO_TITLE
+            self.sub_title = "training data, not live"
+        else:
+            self.title = "ill-tui"
+            self.sub_title = settings.library_name if settings else ""
+
+    def on_mount(self) -> None:
+        if self.demo:
+            self.add_class("-demo")
+        self.push_screen(
+            QueueScreen(
+                self.desk,
+                clock=self.clock,
+                home_currency=self.home_currency,
+                locale=self.locale_name,
+            )
+        )
+
+    def action_show_keys(self) -> None:
+        """Open the key list of the current screen (built from its active bindings)."""
+        if isinstance(self.screen, HelpModal):
+            return
+        title = getattr(self.screen, "help_title", "") or type(self.screen).__name__
+        self.push_screen(HelpModal(key_entries(self.screen), screen_title=str(title)))
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield from palette_commands(screen)

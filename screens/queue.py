@@ -1,0 +1,539 @@
+"""The borrowing and lending queues: the screen staff work from all day.
+
+Every change of what the queue shows (direction, status filter, text, sort, page) re-queries
+through the ``Desk`` in an exclusive thread worker. Each query carries a generation number and
+results from an older generation are dropped, so fast typing in the filter never paints stale
+rows. The counts per status load in their own worker and never hold the table back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Label, Static
+from textual.worker import get_current_worker
+
+from ill_tui import workflow
+from ill_tui.clock import Clock, utcnow
+from ill_tui.models import Direction
+from ill_tui.services.queue import ALL, OPEN, QueuePage, QueueQuery, QueueRow, SortKey
+from screens import SCREENS_DIR
+from screens.base import ReportsWorkerErrors
+from screens.new_request import Created, NewRequestModal
+from screens.request_detail import RequestDetailScreen
+from screens.status_change import StatusChangeModal
+from screens.status_filter import StatusFilterModal
+
+if TYPE_CHECKING:
+    from ill_tui.services.desk import Desk
+
+# `o` walks the sort columns in the order they appear in the table.
+SORT_CYCLE: tuple[SortKey, ...] = (
+    SortKey.ID,
+    SortKey.STATUS,
+    SortKey.TITLE,
+    SortKey.PARTY,
+    SortKey.AGE,
+    SortKey.NEEDED_BY,
+)
+PARTY_LABEL = {Direction.BORROWING: "Patron", Direction.LENDING: "Library"}
+_FIXED_WIDTHS = {"id": 5, "status": 14, "party": 16, "age": 4, "needed_by": 10}
+
+
+@dataclass
+class PageLoaded(Message):
+    """A page of the queue came back from the database."""
+
+    generation: int
+    page: QueuePage
+
+
+@dataclass
+class CountsLoaded(Message):
+    """The counts per status of the queue came back."""
+
+    generation: int
+    query: QueueQuery
+    counts: dict[str, int]
+
+
+def open_count(direction: Direction, counts: dict[str, int]) -> int:
+    """How many of ``counts`` are in a status that is not final."""
+    return sum(n for status, n in counts.items() if workflow.is_open(direction, status))
+
+
+def status_phrase(query: QueueQuery) -> str:
+    """``open borrowing requests``, ``borrowing requests in Loaned`` ..."""
+    if query.status == OPEN:
+        return f"open {query.direction.value} requests"
+    if query.status == ALL:
+        return f"{query.direction.value} requests"
+    return f"{query.direction.value} requests in status {query.status}"
+
+
+class QueueTable(DataTable[str]):
+    """The queue's table; paging past its last (or first) row asks for the next page."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "enter",
+            "select_cursor",
+            "Open",
+            id="queue.open",
+            tooltip="Open the highlighted request",
+        ),
+    ]
+
+    class EdgePaged(Message):
+        """Page down on the last row (forward) or page up on the first row (backward)."""
+
+        def __init__(self, forward: bool) -> None:
+            super().__init__()
+            self.forward = forward
+
+    def action_page_down(self) -> None:
+        if self.row_count and self.cursor_row >= self.row_count - 1:
+            self.post_message(self.EdgePaged(forward=True))
+            return
+        super().action_page_down()
+
+    def action_page_up(self) -> None:
+        if self.row_count and self.cursor_row <= 0:
+            self.post_message(self.EdgePaged(forward=False))
+            return
+        super().action_page_up()
+
+
+class QueueScreen(ReportsWorkerErrors, Screen[None]):
+    """Borrowing and lending queues: table, counts per status, filters, sort and paging."""
+
+    CSS_PATH = SCREENS_DIR / "queue.tcss"
+    help_title: ClassVar[str] = "Queues"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("b", "show_direction('borrowing')", "Borrowing", id="queue.borrowing",
+                show=False, tooltip="Show the borrowing queue"),
+        Binding("l", "show_direction('lending')", "Lending", id="queue.lending",
+                show=False, tooltip="Show the lending queue"),
+        Binding("n", "new_request", "New", id="queue.new",
+                tooltip="Enter a new request"),
+        Binding("c", "change_status", "Status", id="queue.change_status",
+                tooltip="Change the status of the highlighted request"),
+        Binding("s", "filter_status", "Filter", id="queue.filter_status",
+                tooltip="Show only one status (or Open, or All)"),
+        Binding("slash", "focus_filter", "Search", id="queue.search",
+                tooltip="Filter by words: title, author, ISBN, patron or library"),
+        Binding("o", "cycle_sort", "Sort", id="queue.sort",
+                tooltip="Sort by the next column"),
+        Binding("r", "reverse_sort", "Reverse", id="queue.reverse", show=False,
+                tooltip="Reverse the sort order"),
+        Binding("right_square_bracket", "next_page", "Next page", id="queue.next_page",
+                show=False, tooltip="Show the next page of the queue"),
+        Binding("left_square_bracket", "previous_page", "Previous page",
+                id="queue.previous_page", show=False,
+                tooltip="Show the previous page of the queue"),
+        Binding("ctrl+r,f5", "refresh", "Refresh", id="queue.refresh", show=False,
+                tooltip="Load the queue again from the database"),
+        Binding("escape", "leave_filter", "Back to table", id="queue.leave_filter",
+                show=False, tooltip="Leave the search box and return to the table"),
+    ]  # fmt: skip
+
+    def __init__(
+        self,
+        desk: Desk,
+        *,
+        clock: Clock = utcnow,
+        home_currency: str = "USD",
+        locale: str = "en_US",
+    ) -> None:
+        super().__init__()
+        self.desk = desk
+        self.clock = clock
+        self.home_currency = home_currency
+        self.locale = locale
+        self.query_state = QueueQuery()
+        self.page: QueuePage | None = None
+        self.counts: dict[str, int] = {}
+        self._counts_query: QueueQuery | None = None
+        self._generation = 0
+        self._select_after_load: int | None = None
+
+    # -- layout -------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="queue-top"):
+            yield Static(id="queue-tabs")
+            yield Static(id="page-info")
+        yield Static(id="counts-bar")
+        with Horizontal(id="filter-row"):
+            yield Input(
+                placeholder="/ to search: title, author, ISBN, patron, library…",
+                id="filter-input",
+                compact=True,
+            )
+            yield Label("", id="filter-hint")
+        yield QueueTable(id="queue-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="empty-state")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._paint_header()
+        self.query_one(QueueTable).focus()
+
+    def on_screen_resume(self) -> None:
+        # Back from the detail screen or a modal: something may have changed.
+        self.reload()
+
+    # -- loading ------------------------------------------------------------------------------
+
+    def reload(self, *, counts: bool = True) -> None:
+        """Query the current page (and, unless told otherwise, the counts) again."""
+        self._generation += 1
+        self._paint_header()
+        self.load_queue_page(self._generation, self.query_state)
+        if counts:
+            self.load_status_counts(self._generation, self.query_state)
+
+    def set_query(self, *, counts: bool = True, **changes: object) -> None:
+        """Change what the queue shows and reload it."""
+        self.query_state = dataclasses.replace(self.query_state, **changes)  # type: ignore[arg-type]
+        self.reload(counts=counts)
+
+    @work(thread=True, exclusive=True, group="queue-page", exit_on_error=False)
+    def load_queue_page(self, generation: int, query: QueueQuery) -> None:
+        """Worker: one page of the queue."""
+        page = self.desk.load_page(query)
+        if not get_current_worker().is_cancelled:
+            self.post_message(PageLoaded(generation, page))
+
+    @work(thread=True, exclusive=True, group="queue-counts", exit_on_error=False)
+    def load_status_counts(self, generation: int, query: QueueQuery) -> None:
+        """Worker: the counts per status for the counts bar and the status filter."""
+        counts = self.desk.status_counts(query)
+        if not get_current_worker().is_cancelled:
+            self.post_message(CountsLoaded(generation, query, counts))
+
+    def on_page_loaded(self, message: PageLoaded) -> None:
+        if message.generation != self._generation:
+            return  # a newer query is on its way; this one is stale
+        self.page = message.page
+        self._paint_table(message.page)
+        self._paint_header()
+
+    def on_counts_loaded(self, message: CountsLoaded) -> None:
+        current = self.query_state
+        if (message.query.direction, message.query.text) != (current.direction, current.text):
+            return  # counts of another queue or search: stale
+        self.counts = message.counts
+        self._counts_query = message.query
+        self._paint_counts()
+
+    # -- painting -----------------------------------------------------------------------------
+
+    def _title_width(self) -> int:
+        fixed = sum(_FIXED_WIDTHS.values()) + 2 * 6 + 2  # cell padding, scrollbar
+        return max(14, self.size.width - fixed)
+
+    def _paint_table(self, page: QueuePage) -> None:
+        table = self.query_one(QueueTable)
+        previous_key: str | None = None
+        if table.row_count:
+            previous_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        previous_row = table.cursor_row
+        query = page.query
+        table.clear(columns=True)
+        labels = {
+            "id": "ID",
+            "status": "Status",
+            "title": "Title",
+            "party": PARTY_LABEL[query.direction],
+            "age": "Age",
+            "needed_by": "Needed by",
+        }
+        for key, label in labels.items():
+            if key == query.sort.value:
+                label = f"{label} {self._sort_arrow(query)}"
+            width = self._title_width() if key == "title" else _FIXED_WIDTHS[key]
+            table.add_column(label, key=key, width=width)
+        now = self.clock()
+        for row in page.rows:
+            table.add_row(*self._cells(row, now), key=str(row.id))
+        empty = self.query_one("#empty-state", Static)
+        if page.rows:
+            empty.display = False
+            table.display = True
+            target = self._select_after_load
+            if target is not None and str(target) in table.rows:
+                table.move_cursor(row=table.get_row_index(str(target)))
+                self._select_after_load = None
+            elif previous_key is not None and previous_key in table.rows:
+                table.move_cursor(row=table.get_row_index(previous_key))
+            else:
+                table.move_cursor(row=min(previous_row, table.row_count - 1))
+        else:
+            table.display = False
+            empty.display = True
+            empty.update(self._empty_message(page))
+
+    @staticmethod
+    def _cells(row: QueueRow, now: object) -> list[str | Text]:
+        age = row.age_days(now)  # type: ignore[arg-type]
+        return [
+            Text(str(row.id), justify="right"),
+            row.status,
+            row.title,
+            row.party,
+            Text(str(age), justify="right"),
+            row.needed_by.isoformat() if row.needed_by else "",
+        ]
+
+    @staticmethod
+    def _sort_arrow(query: QueueQuery) -> str:
+        # Age ascending means oldest first, i.e. the shown numbers go down.
+        ascending = query.descending if query.sort is SortKey.AGE else not query.descending
+        return "▲" if ascending else "▼"
+
+    def _empty_message(self, page: QueuePage) -> Text:
+        query = page.query
+        text = Text(f"No {status_phrase(query)}")
+        if query.text.strip():
+            text.append(" match “")
+            text.append(query.text.strip(), style="bold")
+            text.append("”")
+        text.append(".")
+        if query.page:
+            text.append(f" (page {query.page + 1}; press [ for the previous page)")
+        hints = []
+        if query.status != ALL:
+            hints.append("s: show another status")
+        if query.text.strip():
+            hints.append("/: change the search")
+        hints.append("n: new request")
+        text.append("\n" + "   ".join(hints), style="dim")
+        return text
+
+    def _paint_header(self) -> None:
+        query = self.query_state
+        tabs = Text()
+        for direction in Direction:
+            label = f" {direction.value.title()} ({direction.value[0]}) "
+            tabs.append(label, style="bold reverse" if direction is query.direction else "dim")
+            tabs.append(" ")
+        self.query_one("#queue-tabs", Static).update(tabs)
+
+        info = Text(f"{query.status} · by {query.sort.value.replace('_', '-')} ")
+        info.append(self._sort_arrow(query))
+        info.append(f" · page {query.page + 1}")
+        page = self.page
+        if page is not None and page.query == query:
+            if page.rows:
+                first = query.page * query.page_size + 1
+                info.append(f" · rows {first}–{first + len(page.rows) - 1}")
+            else:
+                info.append(" · no rows")
+            if page.has_more:
+                info.append(" · more ]")
+        else:
+            info.append(" · loading…", style="italic")
+        self.query_one("#page-info", Static).update(info)
+
+        hint = self.query_one("#filter-hint", Label)
+        ignored = page.ignored_terms if page is not None and page.query == query else ()
+        if ignored:
+            hint.update("Too short, ignored: " + ", ".join(ignored))
+        else:
+            hint.update("")
+
+    def _paint_counts(self) -> None:
+        direction = self.query_state.direction
+        counts = self.counts
+        bar = Text()
+
+        def part(label: str, value: int, active: bool) -> None:
+            if bar:
+                bar.append(" · ", style="dim")
+            style = "bold reverse" if active else ("" if value else "dim")
+            bar.append(f"{label} {value}", style=style)
+
+        current = self.query_state.status
+        part(OPEN, open_count(direction, counts), current == OPEN)
+        part(ALL, sum(counts.values()), current == ALL)
+        for status in workflow.STATUSES[direction]:
+            value = counts.get(status.value, 0)
+            if value or current == status.value:
+                part(status.value, value, current == status.value)
+        self.query_one("#counts-bar", Static).update(bar)
+
+    def on_resize(self) -> None:
+        if self.page is not None:
+            self._paint_table(self.page)
+
+    # -- events -------------------------------------------------------------------------------
+
+    @on(Input.Changed, "#filter-input")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        if event.value != self.query_state.text:
+            self.set_query(text=event.value, page=0)
+
+    @on(Input.Submitted, "#filter-input")
+    def _filter_submitted(self) -> None:
+        self.query_one(QueueTable).focus()
+
+    @on(DataTable.RowSelected, "#queue-table")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value is not None:
+            self._open(int(event.row_key.value))
+
+    @on(DataTable.HeaderSelected, "#queue-table")
+    def _header_selected(self, event: DataTable.HeaderSelected) -> None:
+        key = SortKey(str(event.column_key.value))
+        if key is self.query_state.sort:
+            self.set_query(descending=not self.query_state.descending, page=0, counts=False)
+        else:
+            self.set_query(sort=key, descending=False, page=0, counts=False)
+
+    @on(QueueTable.EdgePaged)
+    def _edge_paged(self, event: QueueTable.EdgePaged) -> None:
+        if event.forward:
+            self.action_next_page()
+        else:
+            self.action_previous_page()
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "leave_filter":
+            return self.focused is self.query_one("#filter-input", Input)
+        if action == "change_status":
+            return self.highlighted_row() is not None or None
+        if action == "next_page":
+            return bool(self.page and self.page.has_more) or None
+        if action == "previous_page":
+            return self.query_state.page > 0 or None
+        return True
+
+    def highlighted_row(self) -> QueueRow | None:
+        """The row under the cursor, if the table shows any."""
+        table = self.query_one(QueueTable)
+        if self.page is None or not table.row_count or not table.display:
+            return None
+        row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return next((r for r in self.page.rows if str(r.id) == row_key), None)
+
+    def action_show_direction(self, direction: str) -> None:
+        """Switch between the borrowing and the lending queue."""
+        if Direction(direction) is not self.query_state.direction:
+            self.page = None
+            self.set_query(direction=Direction(direction), status=OPEN, page=0)
+
+    def action_cycle_sort(self) -> None:
+        """Sort by the next column."""
+        index = SORT_CYCLE.index(self.query_state.sort)
+        self.set_query(
+            sort=SORT_CYCLE[(index + 1) % len(SORT_CYCLE)], descending=False, page=0, counts=False
+        )
+
+    def action_reverse_sort(self) -> None:
+        """Reverse the sort order."""
+        self.set_query(descending=not self.query_state.descending, page=0, counts=False)
+
+    def action_next_page(self) -> None:
+        """Show the next page, if there is one."""
+        if self.page is not None and self.page.has_more:
+            self.set_query(page=self.query_state.page + 1, counts=False)
+            self.query_one(QueueTable).move_cursor(row=0)
+
+    def action_previous_page(self) -> None:
+        """Show the previous page, if there is one."""
+        if self.query_state.page > 0:
+            self.set_query(page=self.query_state.page - 1, counts=False)
+
+    def action_refresh(self) -> None:
+        """Load the queue and the counts again."""
+        self.reload()
+        self.notify("Queue refreshed.", timeout=2)
+
+    def action_focus_filter(self) -> None:
+        """Put the cursor in the search box."""
+        self.query_one("#filter-input", Input).focus()
+
+    def action_leave_filter(self) -> None:
+        """Return from the search box to the table."""
+        self.query_one(QueueTable).focus()
+
+    def action_filter_status(self) -> None:
+        """Choose which status the queue shows."""
+        counts = (
+            self.counts
+            if self._counts_query is not None
+            and self._counts_query.direction == self.query_state.direction
+            else {}
+        )
+
+        def chosen(status: str | None) -> None:
+            if status is not None and status != self.query_state.status:
+                self.set_query(status=status, page=0)
+
+        self.app.push_screen(
+            StatusFilterModal(self.query_state.direction, counts, current=self.query_state.status),
+            chosen,
+        )
+
+    def action_new_request(self) -> None:
+        """Open the new-request form."""
+
+        def created(result: Created | None) -> None:
+            if result is None:
+                return
+            self.notify(f"Request {result.request_id} created.")
+            self._select_after_load = result.request_id
+            if result.direction is not self.query_state.direction:
+                self.page = None
+                self.query_state = dataclasses.replace(
+                    self.query_state, direction=result.direction, status=OPEN, page=0
+                )
+            self.reload()
+
+        self.app.push_screen(
+            NewRequestModal(
+                self.desk, direction=self.query_state.direction, home_currency=self.home_currency
+            ),
+            created,
+        )
+
+    def action_change_status(self) -> None:
+        """Change the status of the highlighted request."""
+        row = self.highlighted_row()
+        if row is None:
+            self.notify("No request is highlighted.", severity="warning")
+            return
+
+        def changed(status: str | None) -> None:
+            if status is not None:
+                self.notify(f"Request {row.id} is now {status}.")
+
+        self.app.push_screen(
+            StatusChangeModal(
+                self.desk,
+                request_id=row.id,
+                direction=self.query_state.direction,
+                status=row.status,
+                version=row.version,
+                title=row.title,
+            ),
+            changed,
+        )
+
+    def _open(self, request_id: int) -> None:
+        self.app.push_screen(
+            RequestDetailScreen(self.desk, request_id, locale=self.locale, clock=self.clock)
+        )
