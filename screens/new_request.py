@@ -141,7 +141,11 @@ class NewRequestModal(ReportsWorkerErrors, ModalScreen[Created | None]):
                         yield Label(label, classes="field-label")
                         with Vertical(classes="field-box"):
                             yield Input(
-                                placeholder=placeholder, id=f"field-{kebab(name)}", compact=True
+                                placeholder=placeholder,
+                                id=f"field-{kebab(name)}",
+                                compact=True,
+                                # staff fix a typo where it is; selecting all would erase it
+                                select_on_focus=False,
                             )
                             yield Label("", id=f"error-{kebab(name)}", classes="field-error error")
             with Horizontal(classes="dialog-buttons"):

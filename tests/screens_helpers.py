@@ -5,6 +5,7 @@ Kept out of ``conftest.py`` on purpose (another module owns it); the screen test
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -119,3 +120,20 @@ def plain(value: object) -> str:
 def table_column(table: Any, key: str) -> list[str]:
     """The plain text of one column of a DataTable, top to bottom."""
     return [plain(cell) for cell in table.get_column(key)]
+
+
+def rendered(renderable: object, width: int = 120) -> str:
+    """Render a rich renderable (e.g. a Static's rich Table) to plain text."""
+    from rich.console import Console
+
+    console = Console(width=width, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(renderable)
+    return console.export_text()
+
+
+async def settle(pilot: Any) -> None:
+    """Let workers finish and their messages be handled (no sleeping)."""
+    for _ in range(3):
+        await pilot.pause()
+        await pilot.app.workers.wait_for_complete()
+    await pilot.pause()

@@ -1,0 +1,523 @@
+"""Pilot tests of the screens: press the keys staff press, check the screen and the database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from screens_helpers import SIZE, make_app, plain, rendered, settle, table_column
+from sqlmodel import func, select
+from textual.widgets import DataTable, Input, Label, OptionList, Static
+
+from ill_tui.db import session_scope
+from ill_tui.models import Event, Note, Request
+from screens.help import HelpModal
+from screens.new_request import NewRequestModal
+from screens.note import EMPTY_NOTE, NoteModal
+from screens.queue import PageLoaded, QueueScreen, QueueTable
+from screens.request_detail import RequestDetailScreen
+from screens.status_change import CLOSED_MESSAGE, StatusChangeModal
+from screens.status_filter import StatusFilterModal
+
+
+def titles(app: object) -> list[str]:
+    table = app.screen.query_one("#queue-table", QueueTable)  # type: ignore[attr-defined]
+    return table_column(table, "title")
+
+
+def ids(app: object) -> list[int]:
+    table = app.screen.query_one("#queue-table", QueueTable)  # type: ignore[attr-defined]
+    return [int(v) for v in table_column(table, "id")]
+
+
+def counts_bar(app: object) -> str:
+    return plain(app.screen.query_one("#counts-bar", Static).content)  # type: ignore[attr-defined]
+
+
+def request_count(engine: object) -> int:
+    with session_scope(engine) as session:  # type: ignore[arg-type]
+        return session.exec(select(func.count()).select_from(Request)).one()
+
+
+async def test_queue_opens_on_open_borrowing_requests(tmp_path: Path) -> None:
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, QueueScreen)
+        assert titles(app) == ["Being and Time", "Cybernetics", "Algebraic Topology"]
+        assert "Open 3" in counts_bar(app)
+        assert "Cancelled 1" in counts_bar(app)
+        info = plain(app.screen.query_one("#page-info", Static).content)
+        assert "page 1" in info
+        assert "rows 1–3" in info
+
+
+async def test_switch_to_lending_shows_lending_rows_and_library_column(tmp_path: Path) -> None:
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(QueueTable)
+        assert plain(table.columns["party"].label) == "Patron"  # type: ignore[index]
+
+        await pilot.press("l")
+        await settle(pilot)
+        assert titles(app) == ["Moby-Dick", "On the Origin of Species"]
+        assert table_column(table, "party") == ["Royal Danish Library", "Zeta University Library"]
+        assert plain(table.columns["party"].label) == "Library"  # type: ignore[index]
+        assert "RequestReceived 2" in counts_bar(app)
+
+        await pilot.press("b")
+        await settle(pilot)
+        assert "Cybernetics" in titles(app)
+        assert plain(table.columns["party"].label) == "Patron"  # type: ignore[index]
+
+
+async def test_sort_cycles_columns_and_reverses(tmp_path: Path) -> None:
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert titles(app) == ["Being and Time", "Cybernetics", "Algebraic Topology"]
+        # age (default) -> needed-by -> id -> status -> title
+        await pilot.press("o", "o", "o", "o")
+        await settle(pilot)
+        assert app.screen.query_state.sort == "title"  # type: ignore[attr-defined]
+        assert titles(app) == ["Algebraic Topology", "Being and Time", "Cybernetics"]
+        assert "▲" in plain(app.screen.query_one(QueueTable).columns["title"].label)  # type: ignore[index]
+
+        await pilot.press("r")
+        await settle(pilot)
+        assert titles(app) == ["Cybernetics", "Being and Time", "Algebraic Topology"]
+        assert "▼" in plain(app.screen.query_one(QueueTable).columns["title"].label)  # type: ignore[index]
+
+
+async def test_clicking_a_header_sorts_by_that_column(tmp_path: Path) -> None:
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(QueueTable)
+        # The Patron header: x is past the id, status and title columns.
+        x = sum(c.get_render_width(table) for c in table.ordered_columns[:3]) + 2
+        await pilot.click(QueueTable, offset=(x, 0))
+        await settle(pilot)
+        assert app.screen.query_state.sort == "party"  # type: ignore[attr-defined]
+        assert table_column(table, "party") == ["Ada Lovelace", "Ada Lovelace", "Grace Hopper"]
+
+
+async def test_status_filter_lists_statuses_with_counts_and_filters(tmp_path: Path) -> None:
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot)
+        assert isinstance(app.screen, StatusFilterModal)
+        options = app.screen.query_one(OptionList)
+        prompts = {
+            o.id: " ".join(plain(o.prompt).split())
+            for o in (options.get_option_at_index(i) for i in range(options.option_count))
+        }
+        assert prompts["Open"].endswith(" 3")
+        assert prompts["All"].endswith(" 4")
+        assert prompts["Cancelled"].endswith(" 1")
+        assert prompts["Loaned"].endswith(" 0")
+        assert "Shipped" not in prompts  # a lending status
+
+        await pilot.press("end", "enter")  # the last status: Cancelled
+        await settle(pilot)
+        assert isinstance(app.screen, QueueScreen)
+        assert titles(app) == ["Zen and the Art of Motorcycle Maintenance"]
+        assert table_column(app.screen.query_one(QueueTable), "status") == ["Cancelled"]
+
+        await pilot.press("s", "home", "down", "enter")  # All
+        await settle(pilot)
+        assert len(titles(app)) == 4
+
+
+async def test_free_text_filter_matches_rows_and_counts(tmp_path: Path) -> None:
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("slash")
+        assert app.focused is app.screen.query_one("#filter-input", Input)
+        await pilot.press(*"cyber")
+        await settle(pilot)
+        assert titles(app) == ["Cybernetics"]
+        assert counts_bar(app).startswith("Open 1 · All 1 · New 1")
+
+        # a patron's name matches too; one-letter words are ignored and said so
+        await pilot.press(*["backspace"] * 5, *"x lovelace")
+        await settle(pilot)
+        assert titles(app) == ["Being and Time", "Algebraic Topology"]
+        hint = plain(app.screen.query_one("#filter-hint", Label).content)
+        assert "ignored: x" in hint
+
+        await pilot.press(*"zzzz")
+        await settle(pilot)
+        empty = app.screen.query_one("#empty-state", Static)
+        assert empty.display
+        assert "No open borrowing requests match “x lovelacezzzz”" in plain(empty.content)
+
+        await pilot.press("escape")
+        assert app.focused is app.screen.query_one(QueueTable)
+
+
+async def test_stale_page_results_are_dropped(tmp_path: Path) -> None:
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, QueueScreen)
+        before = titles(app)
+        old = screen.page
+        assert old is not None
+        stale = type(old)(query=old.query, rows=[], has_more=False)
+        screen.post_message(PageLoaded(screen._generation - 1, stale))
+        await settle(pilot)
+        assert titles(app) == before
+
+
+async def test_paging_with_brackets_and_pagedown_at_the_edge(tmp_path: Path) -> None:
+    app, engine = make_app(tmp_path)
+    from screens_helpers import ACTOR, fixed_clock
+
+    from ill_tui.services.requests import RequestForm, create_request
+
+    with session_scope(engine) as session:
+        for n in range(100):
+            create_request(
+                session,
+                form=RequestForm(title=f"Volume {n:03}", patron="P001"),
+                actor=ACTOR,
+                clock=fixed_clock(),
+            )
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert len(titles(app)) == 100
+        assert "rows 1–100" in plain(app.screen.query_one("#page-info", Static).content)
+        await pilot.press("right_square_bracket")
+        await settle(pilot)
+        assert len(titles(app)) == 3
+        assert "page 2" in plain(app.screen.query_one("#page-info", Static).content)
+        assert "rows 101–103" in plain(app.screen.query_one("#page-info", Static).content)
+
+        await pilot.press("pageup")  # on the first row: previous page
+        await settle(pilot)
+        assert len(titles(app)) == 100
+        await pilot.press("ctrl+end", "pagedown")  # on the last row: next page
+        await settle(pilot)
+        assert len(titles(app)) == 3
+
+
+async def test_open_request_shows_citation_and_history(tmp_path: Path) -> None:
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")  # first row: Being and Time
+        await settle(pilot)
+        assert isinstance(app.screen, RequestDetailScreen)
+        citation = rendered(app.screen.query_one("#citation", Static).content)
+        assert "Being and Time" in citation
+        assert "Heidegger, Martin" in citation
+        assert "978-0-06-063850-4" in citation  # hyphenated for reading
+        terms = rendered(app.screen.query_one("#terms", Static).content)
+        assert "Ada Lovelace (P001)" in terms
+        assert "2026-04-01" in terms
+        assert "Loan" in terms
+        history = app.screen.query_one("#history-table", DataTable)
+        assert [plain(c) for c in history.get_column("what")] == ["— → New: Request created"]
+
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, QueueScreen)
+
+
+async def fill(pilot: object, field: str, text: str) -> None:
+    """Put the cursor in one form field and type ``text``."""
+    app = pilot.app  # type: ignore[attr-defined]
+    app.screen.query_one(f"#field-{field}", Input).focus()
+    await pilot.press(*text)  # type: ignore[attr-defined]
+
+
+async def test_create_request_refuses_bad_isbn_then_creates(tmp_path: Path) -> None:
+    app, engine = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        before = request_count(engine)
+        await pilot.press("n")
+        await settle(pilot)
+        assert isinstance(app.screen, NewRequestModal)
+        assert app.focused is app.screen.query_one("#field-title", Input)
+        await pilot.press(*"Probability Theory")
+        await fill(pilot, "patron", "P002")
+        await fill(pilot, "isbn", "0-306-40615-3")
+        app.screen.query_one("#field-title", Input).focus()
+
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, NewRequestModal)
+        error = app.screen.query_one("#error-isbn", Label)
+        assert error.display
+        assert "wrong check digit" in plain(error.content)
+        # beside its field: in the same row as the ISBN input
+        assert error.parent is app.screen.query_one("#field-isbn", Input).parent
+        assert app.focused is app.screen.query_one("#field-isbn", Input)
+        assert not app.screen.query_one("#error-title", Label).display
+        assert request_count(engine) == before
+
+        await pilot.press("backspace", "2")  # fix the check digit
+        assert not error.display  # editing the field clears its message
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, QueueScreen)
+        assert request_count(engine) == before + 1
+        with session_scope(engine) as session:
+            new = session.exec(select(Request).where(Request.title == "Probability Theory")).one()
+        assert new.isbn == "9780306406157"
+        assert new.party_name == "Grace Hopper"
+        assert "Probability Theory" in titles(app)
+        table = app.screen.query_one(QueueTable)
+        assert ids(app)[table.cursor_row] == new.id  # the queue jumps to it
+        messages = [n.message for n in app._notifications]
+        assert f"Request {new.id} created." in messages
+
+
+async def test_new_lending_request_switches_queue(tmp_path: Path) -> None:
+    app, engine = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("n")
+        await settle(pilot)
+        assert not app.screen.query_one("#row-partner").display
+        app.screen.query_one("#direction").focus()
+        await pilot.press("right", "enter")  # Lending
+        assert app.screen.query_one("#row-partner").display
+        assert not app.screen.query_one("#row-patron").display
+        await fill(pilot, "title", "Leviathan")
+        await fill(pilot, "partner", "ISIL:DK-820010")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, QueueScreen)
+        assert app.screen.query_state.direction == "lending"
+        assert "Leviathan" in titles(app)
+
+
+async def test_change_status_offers_only_allowed_transitions(tmp_path: Path) -> None:
+    app, engine = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert titles(app)[0] == "Being and Time"  # New
+        await pilot.press("c")
+        await settle(pilot)
+        assert isinstance(app.screen, StatusChangeModal)
+        options = app.screen.query_one("#transition-list", OptionList)
+        offered = [options.get_option_at_index(i).id for i in range(options.option_count)]
+        assert offered == ["Verifying", "Sourcing", "Cancelled"]
+        assert "Loaned" not in offered
+
+        # Cancelled needs a reason: refused on screen, nothing written
+        await pilot.press("end", "ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, StatusChangeModal)
+        error = plain(app.screen.query_one("#status-change-error", Label).content)
+        assert "reason is required" in error
+
+        assert app.focused is app.screen.query_one("#reason-input", Input)
+        await pilot.press("shift+tab", "home", "enter")  # Verifying; then on to the reason
+        assert app.focused is app.screen.query_one("#reason-input", Input)
+        await pilot.press("enter")  # reason is optional here
+        await settle(pilot)
+        assert isinstance(app.screen, QueueScreen)
+        assert table_column(app.screen.query_one(QueueTable), "status")[0] == "Verifying"
+        with session_scope(engine) as session:
+            first = session.get(Request, ids(app)[0])
+            assert first is not None
+            assert first.status == "Verifying"
+            assert first.version == 2
+
+
+async def test_closed_request_offers_no_status_change(tmp_path: Path) -> None:
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("s", "end", "enter")  # Cancelled
+        await settle(pilot)
+        await pilot.press("c")
+        await settle(pilot)
+        assert isinstance(app.screen, StatusChangeModal)
+        assert plain(app.screen.query_one("#status-change-closed", Label).content) == (
+            CLOSED_MESSAGE
+        )
+        assert not app.screen.query("#transition-list")
+        await pilot.press("escape")
+        assert isinstance(app.screen, QueueScreen)
+
+
+async def test_stale_status_change_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    app, engine = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("c")
+        await settle(pilot)
+        # someone else moves the request meanwhile
+        app.desk.change_status(ids_first := app.screen.request_id, "Sourcing")  # type: ignore[attr-defined]
+        await pilot.press("enter", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, StatusChangeModal)
+        error = plain(app.screen.query_one("#status-change-error", Label).content)
+        assert "changed by someone else" in error
+        with session_scope(engine) as session:
+            request = session.get(Request, ids_first)
+            assert request is not None
+            assert request.status == "Sourcing"
+
+
+async def test_status_change_and_note_appear_in_history_and_database(tmp_path: Path) -> None:
+    app, engine = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        request_id = ids(app)[0]
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, RequestDetailScreen)
+
+        await pilot.press("c")
+        await settle(pilot)
+        await pilot.press("enter", *"checking WorldCat", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, RequestDetailScreen)
+
+        await pilot.press("a")
+        await settle(pilot)
+        assert isinstance(app.screen, NoteModal)
+        await pilot.press("ctrl+s")  # empty: refused
+        await settle(pilot)
+        assert isinstance(app.screen, NoteModal)
+        assert plain(app.screen.query_one("#note-error", Label).content) == EMPTY_NOTE
+        await pilot.press(*"Patron phoned to ask")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, RequestDetailScreen)
+
+        history = app.screen.query_one("#history-table", DataTable)
+        what = [plain(c) for c in history.get_column("what")]
+        assert what == [
+            "— → New: Request created",
+            "New → Verifying: checking WorldCat",
+            "Note: Patron phoned to ask",
+        ]
+        heading = plain(app.screen.query_one("#detail-heading", Label).content)
+        assert "Verifying" in heading
+
+    with session_scope(engine) as session:
+        events = session.exec(select(Event).where(Event.request_id == request_id)).all()
+        notes = session.exec(select(Note).where(Note.request_id == request_id)).all()
+    assert [(e.to_status, e.reason) for e in events][-1] == ("Verifying", "checking WorldCat")
+    assert [n.text for n in notes] == ["Patron phoned to ask"]
+
+
+async def test_help_lists_the_keys_of_the_current_screen(tmp_path: Path) -> None:
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await settle(pilot)
+        assert isinstance(app.screen, HelpModal)
+        table = app.screen.query_one("#help-table", DataTable)
+        rows = {
+            (plain(r[0]), plain(r[1]))
+            for r in (table.get_row_at(i) for i in range(table.row_count))
+        }
+        for key, description in [
+            ("b", "Borrowing"),
+            ("l", "Lending"),
+            ("n", "New"),
+            ("c", "Status"),
+            ("s", "Filter"),
+            ("o", "Sort"),
+            ("r", "Reverse"),
+            ("?", "Keys"),
+        ]:
+            assert (key, description) in rows, (key, description)
+        await pilot.press("escape")
+        assert isinstance(app.screen, QueueScreen)
+
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await settle(pilot)
+        table = app.screen.query_one("#help-table", DataTable)
+        descriptions = {plain(table.get_row_at(i)[1]) for i in range(table.row_count)}
+        assert {"Back", "Add note", "Status"} <= descriptions
+        assert "Borrowing" not in descriptions
+
+
+async def test_escape_leaves_every_modal(tmp_path: Path) -> None:
+    app, engine = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        before = request_count(engine)
+        for key, modal in [
+            ("s", StatusFilterModal),
+            ("c", StatusChangeModal),
+            ("n", NewRequestModal),
+            ("question_mark", HelpModal),
+        ]:
+            await pilot.press(key)
+            await settle(pilot)
+            assert isinstance(app.screen, modal)
+            await pilot.press("escape")
+            await settle(pilot)
+            assert isinstance(app.screen, QueueScreen), modal
+
+        # a form with something typed asks first; Escape on the question keeps the form
+        await pilot.press("n", *"Half typed")
+        await pilot.press("escape")
+        await settle(pilot)
+        assert "Discard" in plain(app.screen.query_one("#confirm-question", Label).content)
+        await pilot.press("escape")
+        assert isinstance(app.screen, NewRequestModal)
+        assert app.screen.query_one("#field-title", Input).value == "Half typed"
+        await pilot.press("escape", "y")
+        await settle(pilot)
+        assert isinstance(app.screen, QueueScreen)
+        assert request_count(engine) == before
+
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("a")
+        assert isinstance(app.screen, NoteModal)
+        await pilot.press("escape")
+        assert isinstance(app.screen, RequestDetailScreen)
+
+
+async def test_command_palette_offers_the_screen_actions(tmp_path: Path) -> None:
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        commands = {c.title: c for c in app.get_system_commands(app.screen)}
+        assert {"Borrowing", "Lending", "New", "Filter", "Sort", "Keys"} <= set(commands)
+        await commands["Lending"].callback()
+        await settle(pilot)
+        assert titles(app) == ["Moby-Dick", "On the Origin of Species"]
+
+
+async def test_demo_mode_is_marked(tmp_path: Path) -> None:
+    app, _ = make_app(tmp_path, demo=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert "DEMO" in app.title
+        assert app.has_class("-demo")
+        live, _ = make_app(tmp_path / "live")
+    assert "DEMO" not in live.title
+
+
+async def test_worker_errors_are_reported_not_swallowed(tmp_path: Path) -> None:
+    app, _ = make_app(tmp_path)
+
+    def broken(query: object) -> object:
+        raise RuntimeError("database unreachable")
+
+    app.desk.load_page = broken  # type: ignore[method-assign]
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        errors = [n for n in app._notifications if n.severity == "error"]
+        assert errors
+        assert "database unreachable" in errors[0].message
