@@ -17,6 +17,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -79,6 +80,14 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     command.upgrade(alembic_config(engine), revision)
 
 
+def _known_revision(script: ScriptDirectory, revision: str) -> bool:
+    """True when ``revision`` is one of our migrations (alembic raises for unknown ids)."""
+    try:
+        return script.get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
 def open_database(url: str) -> Engine:
     """Create the engine and migrate the database to the newest schema.
 
@@ -89,7 +98,7 @@ def open_database(url: str) -> Engine:
     try:
         current = current_revision(engine)
         script = ScriptDirectory(str(MIGRATIONS_DIR))
-        if current is not None and script.get_revision(current) is None:
+        if current is not None and not _known_revision(script, current):
             raise DatabaseError(
                 f"The database is at schema revision {current}, which this version of "
                 "ill-tui does not know; it was made by a newer version."

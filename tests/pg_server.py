@@ -163,8 +163,12 @@ class PostgresServer:
     def create_database(self, prefix: str = "t") -> str:
         """Create a new empty database (UTF8, C collation) and return its name."""
         name = f"{prefix}_{os.getpid()}_{next(self._counter)}"
+        sql = f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8'"
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8'")
+            if conn.info.server_version >= 150000:
+                # Copying the few template files is ~5x faster than WAL-logging every block.
+                sql += " STRATEGY FILE_COPY"
+            conn.execute(sql)  # type: ignore[arg-type]
         return name
 
     def drop_database(self, name: str) -> None:
