@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label
+from textual.widgets import Button, Footer, Label
 
 from screens import SCREENS_DIR
 
@@ -30,6 +30,7 @@ class ConfirmModal(ModalScreen[bool]):
         self.no = no
 
     def compose(self) -> ComposeResult:
+        yield Footer()
         with Vertical(id="confirm-dialog"):
             yield Label(self.question, id="confirm-question")
             with Horizontal(classes="dialog-buttons"):

@@ -15,7 +15,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Label
+from textual.widgets import DataTable, Footer, Label
 
 from screens import SCREENS_DIR
 
@@ -27,6 +27,7 @@ class KeyEntry:
     key: str
     description: str
     where: str
+    own: bool = False
 
 
 def _where(node: object, screen: Screen[object]) -> str:
@@ -50,9 +51,11 @@ def key_entries(screen: Screen[object]) -> list[KeyEntry]:
         if (key, binding.description) in seen:
             continue
         seen.add((key, binding.description))
-        entries.append(KeyEntry(key, binding.description, _where(active.node, screen)))
-    order = {"this screen": 0, "everywhere": 2}
-    return sorted(entries, key=lambda e: order.get(e.where, 1))
+        entries.append(
+            KeyEntry(key, binding.description, _where(active.node, screen), bool(binding.id))
+        )
+    # Our own actions first (they carry an id), then widget and system keys; app-wide last.
+    return sorted(entries, key=lambda e: (e.where == "everywhere", not e.own))
 
 
 def palette_commands(screen: Screen[object]) -> Iterator[SystemCommand]:
@@ -84,6 +87,7 @@ class HelpModal(ModalScreen[None]):
         self._screen_title = screen_title
 
     def compose(self) -> ComposeResult:
+        yield Footer()
         with Vertical(id="help-dialog"):
             yield Label(f"Keys: {self._screen_title}", id="help-title")
             yield DataTable(id="help-table", cursor_type="row", zebra_stripes=True)

@@ -16,7 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, RadioButton, RadioSet
+from textual.widgets import Button, Footer, Input, Label, RadioButton, RadioSet
 from textual.worker import Worker, WorkerState
 
 from ill_tui.models import Direction, ServiceType
@@ -112,6 +112,7 @@ class NewRequestModal(ReportsWorkerErrors, ModalScreen[Created | None]):
         self._busy = False
 
     def compose(self) -> ComposeResult:
+        yield Footer()
         with Vertical(id="new-request-dialog"):
             yield Label("New request", id="new-request-title")
             with VerticalScroll(id="new-request-fields"):

@@ -96,7 +96,7 @@ def terms_lines(detail: RequestDetail, *, locale: str) -> list[tuple[str, str]]:
     cost = money_or_none(request.max_cost, request.max_cost_currency)
     lines.append(("Max cost", cost.format(locale) if cost else "—"))
     lines.append(("Due date", request.due_date.isoformat() if request.due_date else "—"))
-    lines.append(("Received", request.created_at.strftime("%Y-%m-%d %H:%M UTC")))
+    lines.append(("Received (UTC)", request.created_at.strftime("%Y-%m-%d %H:%M")))
     return lines
 
 

@@ -11,7 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, OptionList
+from textual.widgets import Button, Footer, Input, Label, OptionList
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
@@ -73,6 +73,7 @@ class StatusChangeModal(ReportsWorkerErrors, ModalScreen[str | None]):
         self._busy = False
 
     def compose(self) -> ComposeResult:
+        yield Footer()
         with Vertical(id="status-change-dialog"):
             yield Label(
                 f"Request {self.request_id} · {self.direction.value} · now {self.status}",

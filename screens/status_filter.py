@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Label, OptionList
+from textual.widgets import Footer, Label, OptionList
 from textual.widgets.option_list import Option
 
 from ill_tui import workflow
@@ -32,6 +32,7 @@ class StatusFilterModal(ModalScreen[str | None]):
         self.current = current
 
     def compose(self) -> ComposeResult:
+        yield Footer()
         known = bool(self.counts)
 
         def prompt(label: str, value: int) -> str:
