@@ -86,9 +86,7 @@ class PostgresServer:
         return self.base / "server.log"
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        kwargs: dict[str, object] = {}
-        if os.geteuid() == 0:
-            kwargs.update(user=SERVER_USER, group=SERVER_USER, extra_groups=[])
+        as_root = os.geteuid() == 0  # the server must not run as root
         return subprocess.run(
             list(args),
             cwd=self.base,
@@ -97,7 +95,9 @@ class PostgresServer:
             check=False,
             timeout=120,
             env={**os.environ, "LC_ALL": "C", "LANG": "C"},
-            **kwargs,  # type: ignore[call-overload]
+            user=SERVER_USER if as_root else None,
+            group=SERVER_USER if as_root else None,
+            extra_groups=[] if as_root else None,
         )
 
     def _check(self, result: subprocess.CompletedProcess[str], what: str) -> None:
@@ -168,7 +168,7 @@ class PostgresServer:
             if conn.info.server_version >= 150000:
                 # Copying the few template files is ~5x faster than WAL-logging every block.
                 sql += " STRATEGY FILE_COPY"
-            conn.execute(sql)  # type: ignore[arg-type]
+            conn.execute(sql)
         return name
 
     def drop_database(self, name: str) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -41,7 +44,7 @@ def issn_check(first7: str) -> str:
 digits = st.text(alphabet="0123456789", min_size=1, max_size=1)
 
 
-def spelled(draw: st.DrawFn, compact: str) -> str:
+def spelled(draw: Callable[[st.SearchStrategy[Any]], Any], compact: str) -> str:
     """``compact`` as people write it: hyphens or spaces between some characters."""
     out = []
     for i, ch in enumerate(compact):

@@ -220,7 +220,9 @@ def test_random_walks_write_one_event_per_transition(
     with session_scope(walk_engine) as session:
         request_id = _new_request(session, direction, clock).id
     assert request_id is not None
-    expected_events = [(None, INITIAL[direction].value, "creator", "Request created")]
+    expected_events: list[tuple[str | None, str, str, str | None]] = [
+        (None, INITIAL[direction].value, "creator", "Request created")
+    ]
     status, version = INITIAL[direction], 1
     for target, reason, actor in steps:
         # an illegal move in between changes nothing
@@ -240,8 +242,9 @@ def test_random_walks_write_one_event_per_transition(
         status, version = target, version + 1
 
     with Session(walk_engine) as session:
-        request = session.get(Request, request_id)
-        assert request is not None
+        stored = session.get(Request, request_id)
+        assert stored is not None
+        request = stored
         assert request.status == status.value
         assert request.is_open == is_open(direction, status)
         assert request.version == version == len(steps) + 1
