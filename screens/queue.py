@@ -46,7 +46,10 @@ SORT_CYCLE: tuple[SortKey, ...] = (
     SortKey.NEEDED_BY,
 )
 PARTY_LABEL = {Direction.BORROWING: "Patron", Direction.LENDING: "Library"}
-_FIXED_WIDTHS = {"id": 5, "status": 14, "party": 16, "age": 4, "needed_by": 10}
+# Column widths for a narrow (80-column SSH) terminal and a wide one; the title takes the rest.
+_NARROW_WIDTHS = {"id": 5, "status": 15, "party": 16, "age": 4, "needed_by": 10}
+_WIDE_WIDTHS = {"id": 7, "status": 22, "party": 26, "age": 4, "needed_by": 10}
+_WIDE_FROM = 110
 
 
 @dataclass
@@ -143,7 +146,7 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         Binding("ctrl+r,f5", "refresh", "Refresh", id="queue.refresh", show=False,
                 tooltip="Load the queue again from the database"),
         Binding("escape", "leave_filter", "Back to table", id="queue.leave_filter",
-                show=False, tooltip="Leave the search box and return to the table"),
+                tooltip="Leave the search box and return to the table"),
     ]  # fmt: skip
 
     def __init__(
@@ -239,9 +242,11 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
 
     # -- painting -----------------------------------------------------------------------------
 
-    def _title_width(self) -> int:
-        fixed = sum(_FIXED_WIDTHS.values()) + 2 * 6 + 2  # cell padding, scrollbar
-        return max(14, self.size.width - fixed)
+    def _column_widths(self) -> dict[str, int]:
+        widths = dict(_WIDE_WIDTHS if self.size.width >= _WIDE_FROM else _NARROW_WIDTHS)
+        fixed = sum(widths.values()) + 2 * 6 + 2  # cell padding, scrollbar
+        widths["title"] = max(14, self.size.width - fixed)
+        return widths
 
     def _paint_table(self, page: QueuePage) -> None:
         table = self.query_one(QueueTable)
@@ -259,11 +264,11 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
             "age": "Age",
             "needed_by": "Needed by",
         }
+        widths = self._column_widths()
         for key, label in labels.items():
             if key == query.sort.value:
                 label = f"{label} {self._sort_arrow(query)}"
-            width = self._title_width() if key == "title" else _FIXED_WIDTHS[key]
-            table.add_column(label, key=key, width=width)
+            table.add_column(label, key=key, width=widths[key])
         now = self.clock()
         for row in page.rows:
             table.add_row(*self._cells(row, now), key=str(row.id))
