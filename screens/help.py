@@ -69,7 +69,7 @@ def palette_commands(screen: Screen[object]) -> Iterator[SystemCommand]:
         yield SystemCommand(
             binding.description,
             binding.tooltip or binding.description,
-            partial(active.node.run_action, binding.action),
+            partial(screen.app.run_action, binding.action, active.node),
         )
 
 

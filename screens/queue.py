@@ -83,7 +83,7 @@ def status_phrase(query: QueueQuery) -> str:
     return f"{query.direction.value} requests in status {query.status}"
 
 
-class QueueTable(DataTable[str]):
+class QueueTable(DataTable[str | Text]):
     """The queue's table; paging past its last (or first) row asks for the next page."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
