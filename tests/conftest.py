@@ -19,7 +19,9 @@ under ``CI=true``, where a missing server fails the test instead.
 
 from __future__ import annotations
 
+import atexit
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -84,10 +86,23 @@ def pg_server() -> Iterator[PostgresServer]:
         f"\n[pg_server] PostgreSQL started on 127.0.0.1:{server.port} "
         f"in {server.started_in:.2f}s ({server.bin_dir})\n"
     )
+    # A run stopped by `timeout` (SIGTERM) must not leave a server behind: turn SIGTERM into
+    # KeyboardInterrupt, which pytest unwinds through the teardowns; atexit is the last resort.
+    atexit.register(server.stop)
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
     try:
         yield server
     finally:
         server.stop()
+        atexit.unregister(server.stop)
+        if previous is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _sigterm_to_interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt("SIGTERM")
 
 
 @pytest.fixture
