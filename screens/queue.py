@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -19,7 +20,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Label, Static
+from textual.widgets import Footer, Header, Input, Label, Static
 from textual.worker import get_current_worker
 
 from ill_tui import workflow
@@ -32,6 +33,7 @@ from screens.new_request import Created, NewRequestModal
 from screens.request_detail import RequestDetailScreen
 from screens.status_change import StatusChangeModal
 from screens.status_filter import StatusFilterModal
+from screens.widgets.queue_table import Column, QueueTable
 
 if TYPE_CHECKING:
     from ill_tui.services.desk import Desk
@@ -81,39 +83,6 @@ def status_phrase(query: QueueQuery) -> str:
     if query.status == ALL:
         return f"{query.direction.value} requests"
     return f"{query.direction.value} requests in status {query.status}"
-
-
-class QueueTable(DataTable[str | Text]):
-    """The queue's table; paging past its last (or first) row asks for the next page."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding(
-            "enter",
-            "select_cursor",
-            "Open",
-            id="queue.open",
-            tooltip="Open the highlighted request",
-        ),
-    ]
-
-    class EdgePaged(Message):
-        """Page down on the last row (forward) or page up on the first row (backward)."""
-
-        def __init__(self, forward: bool) -> None:
-            super().__init__()
-            self.forward = forward
-
-    def action_page_down(self) -> None:
-        if self.row_count and self.cursor_row >= self.row_count - 1:
-            self.post_message(self.EdgePaged(forward=True))
-            return
-        super().action_page_down()
-
-    def action_page_up(self) -> None:
-        if self.row_count and self.cursor_row <= 0:
-            self.post_message(self.EdgePaged(forward=False))
-            return
-        super().action_page_up()
 
 
 class QueueScreen(ReportsWorkerErrors, Screen[None]):
@@ -184,7 +153,7 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
                 compact=True,
             )
             yield Label("", id="filter-hint")
-        yield QueueTable(id="queue-table", cursor_type="row", zebra_stripes=True)
+        yield QueueTable(id="queue-table")
         yield Static("", id="empty-state")
         yield Footer()
 
@@ -250,12 +219,9 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
 
     def _paint_table(self, page: QueuePage) -> None:
         table = self.query_one(QueueTable)
-        previous_key: str | None = None
-        if table.row_count:
-            previous_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        previous_key = table.highlighted_key
         previous_row = table.cursor_row
         query = page.query
-        table.clear(columns=True)
         labels = {
             "id": "ID",
             "status": "Status",
@@ -265,39 +231,43 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
             "needed_by": "Needed by",
         }
         widths = self._column_widths()
+        columns = []
         for key, label in labels.items():
             if key == query.sort.value:
                 label = f"{label} {self._sort_arrow(query)}"
-            table.add_column(label, key=key, width=widths[key])
+            justify = "right" if key in ("id", "age") else "left"
+            columns.append(Column(key, label, widths[key], justify))
+        table.set_columns(columns)
         now = self.clock()
-        for row in page.rows:
-            table.add_row(*self._cells(row, now), key=str(row.id))
+        rows = [(str(row.id), self._cells(row, now)) for row in page.rows]
+        cursor = 0
+        keys = {key: i for i, (key, _) in enumerate(rows)}
+        target = self._select_after_load
+        if target is not None and str(target) in keys:
+            cursor = keys[str(target)]
+            self._select_after_load = None
+        elif previous_key is not None and previous_key in keys:
+            cursor = keys[previous_key]
+        else:
+            cursor = min(previous_row, max(0, len(rows) - 1))
+        table.set_rows(rows, cursor=cursor)
         empty = self.query_one("#empty-state", Static)
         if page.rows:
             empty.display = False
             table.display = True
-            target = self._select_after_load
-            if target is not None and str(target) in table.rows:
-                table.move_cursor(row=table.get_row_index(str(target)))
-                self._select_after_load = None
-            elif previous_key is not None and previous_key in table.rows:
-                table.move_cursor(row=table.get_row_index(previous_key))
-            else:
-                table.move_cursor(row=min(previous_row, table.row_count - 1))
         else:
             table.display = False
             empty.display = True
             empty.update(self._empty_message(page))
 
     @staticmethod
-    def _cells(row: QueueRow, now: object) -> list[str | Text]:
-        age = row.age_days(now)  # type: ignore[arg-type]
+    def _cells(row: QueueRow, now: datetime) -> list[str]:
         return [
-            Text(str(row.id), justify="right"),
+            str(row.id),
             row.status,
             row.title,
             row.party,
-            Text(str(age), justify="right"),
+            str(row.age_days(now)),
             row.needed_by.isoformat() if row.needed_by else "",
         ]
 
@@ -393,14 +363,13 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
     def _filter_submitted(self) -> None:
         self.query_one(QueueTable).focus()
 
-    @on(DataTable.RowSelected, "#queue-table")
-    def _row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.row_key.value is not None:
-            self._open(int(event.row_key.value))
+    @on(QueueTable.RowSelected, "#queue-table")
+    def _row_selected(self, event: QueueTable.RowSelected) -> None:
+        self._open(int(event.row_key))
 
-    @on(DataTable.HeaderSelected, "#queue-table")
-    def _header_selected(self, event: DataTable.HeaderSelected) -> None:
-        key = SortKey(str(event.column_key.value))
+    @on(QueueTable.HeaderSelected, "#queue-table")
+    def _header_selected(self, event: QueueTable.HeaderSelected) -> None:
+        key = SortKey(event.column_key)
         if key is self.query_state.sort:
             self.set_query(descending=not self.query_state.descending, page=0, counts=False)
         else:
@@ -431,7 +400,7 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         table = self.query_one(QueueTable)
         if self.page is None or not table.row_count or not table.display:
             return None
-        row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        row_key = table.highlighted_key
         return next((r for r in self.page.rows if str(r.id) == row_key), None)
 
     def action_show_direction(self, direction: str) -> None:

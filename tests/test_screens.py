@@ -95,7 +95,7 @@ async def test_clicking_a_header_sorts_by_that_column(tmp_path: Path) -> None:
         await settle(pilot)
         table = app.screen.query_one(QueueTable)
         # The Patron header: x is past the id, status and title columns.
-        x = sum(c.get_render_width(table) for c in table.ordered_columns[:3]) + 2
+        x = sum(c.get_render_width() for c in table.ordered_columns[:3]) + 2
         await pilot.click(QueueTable, offset=(x, 0))
         await settle(pilot)
         assert app.screen.query_state.sort == "party"  # type: ignore[attr-defined]

@@ -1,0 +1,27 @@
+"""``python -m benchmarks queue [--db PATH] [--requests N] [--rebuild]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    sub = parser.add_subparsers(dest="name", required=True)
+    queue = sub.add_parser("queue", help="queues over 1,000,000 requests in the real app")
+    queue.add_argument("--db", type=Path, default=None, help="SQLite file (built if needed)")
+    queue.add_argument("--requests", type=int, default=1_000_000)
+    queue.add_argument("--rebuild", action="store_true", help="build the database afresh")
+    args = parser.parse_args(argv)
+    if args.name == "queue":
+        from benchmarks import queue as bench
+
+        db = args.db or bench.DEFAULT_DB
+        return bench.run(db, args.requests, args.rebuild)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

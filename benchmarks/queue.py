@@ -1,0 +1,324 @@
+"""Queue benchmark: a million requests, the real app under Pilot, and the raw SQL beside it.
+
+Prints, measured in the same run:
+- first page: from the queue screen asking for its first page to the frame with the rows
+  (the compositor's update rendered to the bytes a terminal would get);
+- filter keystroke to repaint, for typing in the text filter and for choosing a status;
+- the raw SQL time of the same page queries (sqlite3, no ORM, same SQL text and parameters);
+- the ratios, and the resident memory of the process running the app.
+
+Times are printed, never asserted: targets are in the issue, the verdict is in the output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DB = Path(".bench") / "queue-1m.db"
+TARGET_FIRST_PAGE_MS = 100.0
+TARGET_FIRST_PAGE_RATIO = 2.0
+TARGET_FILTER_P95_MS = 50.0
+TARGET_RSS_MB = 250.0
+
+
+def _ms(seconds: float) -> float:
+    return seconds * 1000.0
+
+
+def p95(values: list[float]) -> float:
+    """The 95th percentile (nearest rank)."""
+    ordered = sorted(values)
+    rank = max(0, int(round(0.95 * len(ordered) + 0.5)) - 1)
+    return ordered[min(rank, len(ordered) - 1)]
+
+
+def ensure_database(path: Path, requests: int, *, rebuild: bool) -> float | None:
+    """Build the benchmark database unless one of the right size exists; return build secs."""
+    from ill_tui.config import sqlite_url
+    from ill_tui.db import open_database
+
+    if path.exists() and not rebuild:
+        with sqlite3.connect(path) as conn:
+            try:
+                (have,) = conn.execute("SELECT count(*) FROM request").fetchone()
+            except sqlite3.DatabaseError:
+                have = -1
+        if have == requests:
+            print(f"Reusing {path} ({have:,} requests).")
+            return None
+        print(f"{path} holds {have:,} requests, not {requests:,}: rebuilding.")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from ill_tui.demo import build_demo
+
+    engine = open_database(sqlite_url(path))
+    started = time.perf_counter()
+    last = [0.0]
+
+    def progress(stage: str, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - last[0] > 5 or done == total:
+            last[0] = now
+            print(f"  {stage}: {done:,}/{total:,}  ({now - started:.0f} s)", flush=True)
+
+    build_demo(engine, requests=requests, seed=1, progress=progress)
+    engine.dispose()
+    elapsed = time.perf_counter() - started
+    print(f"Built {requests:,} requests in {elapsed:.1f} s.")
+    return elapsed
+
+
+def raw_sql_ms(path: Path, query: Any, repeat: int = 30) -> tuple[float, float]:
+    """(first run on a fresh connection, median of warm runs) of the page query, in ms."""
+    from ill_tui.services.queue import page_sql
+
+    sql, params, _ = page_sql(query, "sqlite")
+    conn = sqlite3.connect(path)
+    try:
+        started = time.perf_counter()
+        conn.execute(sql, params).fetchall()
+        cold = _ms(time.perf_counter() - started)
+        warm = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            conn.execute(sql, params).fetchall()
+            warm.append(_ms(time.perf_counter() - started))
+    finally:
+        conn.close()
+    return cold, statistics.median(warm)
+
+
+@dataclass
+class FrameClock:
+    """Records when the app puts a frame on the (headless) terminal.
+
+    Headless Textual composes every update and hands it to ``App._display``, which skips the
+    write. We wrap it and render the update to the escape sequences a terminal would receive,
+    so the time includes everything but the terminal's own drawing.
+    """
+
+    frames: list[float] = field(default_factory=list)
+
+    def install(self, app: Any) -> None:
+        original: Callable[..., None] = app._display
+        console = app.console
+
+        def display(screen: Any, renderable: Any) -> None:
+            original(screen, renderable)
+            if renderable is not None and hasattr(renderable, "render_segments"):
+                renderable.render_segments(console)
+                self.frames.append(time.perf_counter())
+
+        app._display = display
+
+    def first_after(self, moment: float) -> float | None:
+        return next((t for t in self.frames if t >= moment), None)
+
+
+async def _wait(predicate: Callable[[], bool], pilot: Any) -> None:
+    async with asyncio.timeout(30):
+        # Polling on purpose: the state lives in the app under test, which has no Event to
+        # await; 0.5 ms steps keep the measuring error below the figures' precision.
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.0005)
+    await pilot.pause()
+
+
+async def measure_app(path: Path, words: list[str], statuses: list[str]) -> dict[str, Any]:
+    """Drive the real app under Pilot; return first-page and filter-repaint timings."""
+    import psutil
+
+    from ill_tui.app import IllApp
+    from ill_tui.config import Settings, sqlite_url
+    from ill_tui.db import open_database
+    from ill_tui.services.desk import Desk
+    from screens.queue import PageLoaded, QueueScreen
+
+    settings = Settings.from_env(database_url=sqlite_url(path), env={})
+    engine = open_database(settings.database_url)
+    desk = Desk(engine, actor="bench")
+
+    painted: dict[int, float] = {}  # generation -> when its rows were put in the table
+    asked: dict[int, float] = {}  # generation -> when the screen asked for that page
+    query_ms: list[float] = []
+    original_reload = QueueScreen.reload
+    original_paint = QueueScreen._paint_table
+    original_load = desk.load_page
+
+    def reload(self: Any, *args: Any, **kwargs: Any) -> None:
+        asked.setdefault(self._generation + 1, time.perf_counter())
+        original_reload(self, *args, **kwargs)
+
+    def on_page(self: Any, message: PageLoaded) -> None:
+        original_on_page(self, message)
+        if message.generation == self._generation:
+            painted.setdefault(message.generation, time.perf_counter())
+
+    def load_page(query: Any) -> Any:
+        started = time.perf_counter()
+        page = original_load(query)
+        query_ms.append(_ms(time.perf_counter() - started))
+        return page
+
+    original_on_page = QueueScreen.on_page_loaded
+    QueueScreen.reload = reload  # type: ignore[method-assign]
+    QueueScreen.on_page_loaded = on_page  # type: ignore[method-assign]
+    desk.load_page = load_page  # type: ignore[method-assign]
+    frames = FrameClock()
+    results: dict[str, Any] = {}
+    try:
+        app = IllApp(desk, settings=settings, demo=False)
+        started = time.perf_counter()
+        async with app.run_test(size=(120, 40)) as pilot:
+            frames.install(app)
+            screen = app.screen
+            assert isinstance(screen, QueueScreen), screen
+            await _wait(lambda: 1 in painted, pilot)
+            await _wait(lambda: frames.first_after(painted[1]) is not None, pilot)
+            first_frame = frames.first_after(painted[1])
+            assert first_frame is not None
+            results["first_page_ms"] = _ms(first_frame - asked[1])
+            results["first_page_from_start_ms"] = _ms(first_frame - started)
+            results["first_page_query_ms"] = query_ms[0]
+            results["first_rows"] = screen.query_one("#queue-table").row_count
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+
+            async def keystroke(action: Callable[[], Any]) -> float:
+                generation = screen._generation + 1
+                pressed = time.perf_counter()
+                await action()
+                # Choosing in a modal may reload twice (screen resumes, then the new filter):
+                # what counts is the newest generation reaching the screen.
+                await _wait(
+                    lambda: screen._generation >= generation and screen._generation in painted,
+                    pilot,
+                )
+                final = painted[screen._generation]
+                await _wait(lambda: frames.first_after(final) is not None, pilot)
+                frame = frames.first_after(final)
+                assert frame is not None
+                # let the counts worker finish so each keystroke starts from a quiet app
+                await app.workers.wait_for_complete()
+                await pilot.pause()
+                return _ms(frame - pressed)
+
+            text_ms: list[float] = []
+            await pilot.press("slash")
+            for word in words:
+                for char in word + " ":
+                    text_ms.append(await keystroke(lambda c=char: pilot.press(c)))
+                for _ in range(len(word) + 1):
+                    text_ms.append(await keystroke(lambda: pilot.press("backspace")))
+            await pilot.press("escape")
+            await pilot.pause()
+            results["text_filter_ms"] = text_ms
+
+            status_ms: list[float] = []
+            for status in statuses:
+                await pilot.press("s")
+                await pilot.pause()
+                modal = app.screen
+                status_ms.append(
+                    await keystroke(lambda s=status, m=modal: _choose_status(pilot, m, s))
+                )
+            results["status_filter_ms"] = status_ms
+            results["query_ms"] = list(query_ms)
+            results["rss_mb"] = psutil.Process(os.getpid()).memory_info().rss / 2**20
+    finally:
+        QueueScreen.reload = original_reload  # type: ignore[method-assign]
+        QueueScreen.on_page_loaded = original_on_page  # type: ignore[method-assign]
+        QueueScreen._paint_table = original_paint  # type: ignore[method-assign]
+        engine.dispose()
+    return results
+
+
+async def _choose_status(pilot: Any, modal: Any, status: str) -> None:
+    """Pick ``status`` in the status filter modal the way staff do: move, then Enter."""
+    from textual.widgets import OptionList
+
+    options = modal.query_one(OptionList)
+    for index in range(options.option_count):
+        if options.get_option_at_index(index).id == status:
+            options.highlighted = index
+            break
+    else:
+        raise LookupError(f"status {status} is not offered")
+    await pilot.press("enter")
+
+
+def run(db: Path, requests: int, rebuild: bool) -> int:
+    """Run the queue benchmark and print its report."""
+    from ill_tui.models import Direction
+    from ill_tui.services.queue import OPEN, QueueQuery
+
+    build_s = ensure_database(db, requests, rebuild=rebuild)
+    words = ["history", "smith", "9780"]
+    statuses = ["Loaned", "New", "All", "Cancelled", OPEN, "RequestReceived"]
+    default = QueueQuery(direction=Direction.BORROWING)
+    raw_cold, raw_warm = raw_sql_ms(db, default)
+    raw_text = [raw_sql_ms(db, QueueQuery(text=w[:n]))[1] for w in words for n in (2, len(w))]
+    raw_status = [raw_sql_ms(db, QueueQuery(status=s))[1] for s in statuses]
+
+    results = asyncio.run(measure_app(db, words, statuses))
+
+    first = results["first_page_ms"]
+    text = results["text_filter_ms"]
+    status = results["status_filter_ms"]
+    rss = results["rss_mb"]
+    print()
+    print(f"Queue benchmark on {db} ({requests:,} requests)")
+    if build_s is not None:
+        print(f"  database build                         {build_s:9.1f} s")
+    print(f"  raw SQL, first page (cold connection)  {raw_cold:9.2f} ms")
+    print(f"  raw SQL, first page (warm, median)     {raw_warm:9.2f} ms")
+    print(f"  app: page query inside the worker      {results['first_page_query_ms']:9.2f} ms")
+    print(
+        f"  app: first page, ask -> frame painted  {first:9.2f} ms   "
+        f"target <= {TARGET_FIRST_PAGE_MS:.0f} ms  "
+        f"{'OK' if first <= TARGET_FIRST_PAGE_MS else 'MISSED'}"
+    )
+    print(f"  app: start -> first page painted       {results['first_page_from_start_ms']:9.2f} ms")
+    ratio_cold = first / raw_cold if raw_cold else float("inf")
+    ratio_query = results["first_page_query_ms"] / raw_cold if raw_cold else float("inf")
+    print(
+        f"  ratio app first page / raw SQL (cold)  {ratio_cold:9.1f} x   "
+        f"target <= {TARGET_FIRST_PAGE_RATIO:.0f} x  "
+        f"{'OK' if ratio_cold <= TARGET_FIRST_PAGE_RATIO else 'MISSED'}"
+    )
+    print(f"  ratio app page query / raw SQL (cold)  {ratio_query:9.1f} x")
+    print(
+        f"  text filter keystroke -> repaint       p50 {statistics.median(text):6.2f} ms  "
+        f"p95 {p95(text):6.2f} ms  max {max(text):6.2f} ms  (n={len(text)})   "
+        f"target p95 <= {TARGET_FILTER_P95_MS:.0f} ms  "
+        f"{'OK' if p95(text) <= TARGET_FILTER_P95_MS else 'MISSED'}"
+    )
+    print(
+        f"  status filter choice -> repaint        p50 {statistics.median(status):6.2f} ms  "
+        f"p95 {p95(status):6.2f} ms  max {max(status):6.2f} ms  (n={len(status)})   "
+        f"target p95 <= {TARGET_FILTER_P95_MS:.0f} ms  "
+        f"{'OK' if p95(status) <= TARGET_FILTER_P95_MS else 'MISSED'}"
+    )
+    print(
+        f"  raw SQL of those filter pages          text median "
+        f"{statistics.median(raw_text):.2f} ms, "
+        f"status median {statistics.median(raw_status):.2f} ms"
+    )
+    print(
+        f"  ratio text-filter repaint p95 / raw    "
+        f"{p95(text) / max(statistics.median(raw_text), 1e-6):9.1f} x"
+    )
+    print(
+        f"  app RSS                                {rss:9.1f} MB   "
+        f"target <= {TARGET_RSS_MB:.0f} MB  {'OK' if rss <= TARGET_RSS_MB else 'MISSED'}"
+    )
+    return 0
