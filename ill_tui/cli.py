@@ -1,0 +1,313 @@
+"""The ``ill-tui`` command: open the app, build the demo sandbox, migrate, import/export partners.
+
+This is a composition root: it reads the settings, opens (and migrates) the database and hands
+the engine to the app or to a core function. The Textual app is imported only when it is about
+to run, so the other commands start quickly and never need a terminal.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from ill_tui import __version__
+from ill_tui.config import (
+    ENV_DATABASE_URL,
+    Settings,
+    default_data_dir,
+    normalise_database_url,
+    sqlite_url,
+)
+from ill_tui.db import DatabaseError, create_db_engine, current_revision, head_revision
+from ill_tui.db import open_database as _open_database
+
+DB_HELP = (
+    "Database URL or SQLite file path, e.g. ~/ill.db or "
+    "postgresql://ill@dbhost/ill. Default: $" + ENV_DATABASE_URL + ", else ill-tui.db in the "
+    "user data directory."
+)
+
+
+def _fail(message: str) -> NoReturn:
+    """Print one line to stderr and exit with status 1 (no traceback)."""
+    raise click.ClickException(" ".join(message.split()))
+
+
+def _safe_url(url: str) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
+
+
+def open_database(url: str) -> Engine:
+    """Open and migrate ``url``, turning every way it can fail into a one-line error."""
+    try:
+        return _open_database(url)
+    except DatabaseError as exc:
+        _fail(str(exc))
+    except sa.exc.NoSuchModuleError:  # before ArgumentError, its base class
+        _fail(f"No database driver for {_safe_url(url)}; use a file path or postgresql://.")
+    except sa.exc.ArgumentError as exc:
+        _fail(f"{_safe_url(url)} is not a database URL or file path: {exc}")
+    except ImportError as exc:
+        _fail(f"The database driver for {_safe_url(url)} is not installed: {exc}")
+    except sa.exc.SQLAlchemyError as exc:
+        _fail(f"Cannot open the database {_safe_url(url)}: {exc}")
+
+
+def _settings(db: str | None) -> Settings:
+    return Settings.from_env(database_url=db)
+
+
+def _db_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--db", "db", metavar="URL", default=None, help=DB_HELP)(func)
+
+
+def _group_db(ctx: click.Context, db: str | None) -> str | None:
+    """A subcommand's --db, else the one given before the subcommand."""
+    if db:
+        return db
+    parent = ctx.find_root()
+    return parent.params.get("db") if parent is not ctx else None
+
+
+def _run_app(engine: Engine, settings: Settings, *, demo: bool) -> None:
+    try:
+        from ill_tui.app import IllApp
+        from ill_tui.services.desk import Desk
+    except ImportError as exc:  # pragma: no cover - only when the install is broken
+        _fail(f"Cannot start the terminal interface: {exc}")
+    app = IllApp(Desk(engine, actor=settings.actor), settings=settings, demo=demo)
+    app.run()
+
+
+@click.group(
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="""\b
+Examples:
+  ill-tui                          open the queues on your database
+  ill-tui --db ~/ill/test.db       open another SQLite file
+  ILL_TUI_DATABASE_URL=postgresql://ill@db/ill ill-tui
+  ill-tui demo                     try it out on a sandbox with 3000 requests
+  ill-tui COMMAND --help           help on one command""",
+)
+@click.version_option(__version__, "-V", "--version", prog_name="ill-tui")
+@_db_option
+@click.pass_context
+def cli(ctx: click.Context, db: str | None) -> None:
+    """Interlibrary-loan work in the terminal: borrowing and lending queues.
+
+    Without a command, opens the app on your database, creating or upgrading it first.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = _settings(db)
+    engine = open_database(settings.database_url)
+    _run_app(engine, settings, demo=False)
+
+
+def _demo_url(db: str | None) -> str:
+    if db:
+        return normalise_database_url(db)
+    return sqlite_url(default_data_dir() / "demo.db")
+
+
+class _ProgressPrinter:
+    """Prints each stage once, and the request count every tenth of the way."""
+
+    def __init__(self) -> None:
+        self.stage = ""
+        self.step = -1
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self.stage:
+            self.stage, self.step = stage, -1
+        if stage == "requests" and total:
+            step = done * 10 // total
+            if step != self.step:
+                self.step = step
+                click.echo(f"  requests: {done:,} of {total:,}", err=True)
+        elif done == 0 or (done == total and stage in ("partners", "patrons")):
+            label = f"{stage}: {done:,}" if stage in ("partners", "patrons") else f"{stage}..."
+            click.echo(f"  {label}", err=True)
+
+
+@cli.command(
+    epilog="""\b
+Examples:
+  ill-tui demo                         build (or refresh) the sandbox and open it
+  ill-tui demo --requests 1000000 --no-open --db /tmp/bench.db
+  ill-tui demo --seed 7                another, equally realistic, sandbox"""
+)
+@_db_option
+@click.option(
+    "--requests",
+    "n_requests",
+    type=click.IntRange(min=0),
+    default=3000,
+    show_default=True,
+    help="How many requests to make (borrowing and lending together).",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Random seed.")
+@click.option("--no-open", is_flag=True, help="Build the sandbox but do not open the app.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Wipe the database even if it holds data the demo did not make.",
+)
+@click.pass_context
+def demo(
+    ctx: click.Context,
+    db: str | None,
+    n_requests: int,
+    seed: int,
+    no_open: bool,
+    force: bool,
+) -> None:
+    """Build or refresh the demo sandbox, then open it.
+
+    The sandbox is a separate database (demo.db in the user data directory unless --db
+    says otherwise; $ILL_TUI_DATABASE_URL is NOT used, so your live database is never
+    touched). It gets partner libraries in 12 countries, patrons, and requests in every
+    status with their histories. A refresh deletes all partners, patrons, requests, events,
+    notes and rota entries first. A database that holds data the demo did not make is
+    refused unless you add --force.
+    """
+    from ill_tui.demo import NotADemoDatabase, build_demo
+
+    url = _demo_url(_group_db(ctx, db))
+    engine = open_database(url)
+    click.echo(f"Building the demo sandbox in {_safe_url(url)}", err=True)
+    try:
+        summary = build_demo(
+            engine, requests=n_requests, seed=seed, progress=_ProgressPrinter(), force=force
+        )
+    except NotADemoDatabase as exc:
+        _fail(f"{exc} Add --force to wipe it anyway.")
+    except sa.exc.SQLAlchemyError as exc:
+        _fail(f"Building the sandbox failed: {exc}")
+    for line in summary.lines():
+        click.echo(line)
+    if not no_open:
+        _run_app(engine, Settings.from_env(database_url=url), demo=True)
+
+
+@cli.command()
+@_db_option
+@click.pass_context
+def migrate(ctx: click.Context, db: str | None) -> None:
+    """Create or upgrade the database schema to the newest revision.
+
+    Prints the revision before and after. The app and every other command do this on their
+    own; this command is for upgrading a shared (PostgreSQL) database on purpose.
+
+    \b
+    Example:
+      ill-tui migrate --db postgresql://ill@dbhost/ill
+    """
+    url = _settings(_group_db(ctx, db)).database_url
+    before = None
+    try:
+        probe = create_db_engine(url)
+        try:
+            before = current_revision(probe)
+        finally:
+            probe.dispose()
+    except (sa.exc.SQLAlchemyError, ImportError):
+        pass  # open_database below says what is wrong, in one line
+    engine = open_database(url)
+    after = current_revision(engine)
+    click.echo(f"Database: {_safe_url(url)}")
+    click.echo(f"Revision before: {before or '(empty database)'}")
+    click.echo(f"Revision after:  {after}" + (" (newest)" if after == head_revision() else ""))
+    if before == after:
+        click.echo("Already up to date.")
+
+
+@cli.group()
+def partners() -> None:
+    """Import or export the partner directory (CSV or TOML)."""
+
+
+_PARTNER_FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+@partners.command("export")
+@click.argument("file", type=_PARTNER_FILE)
+@_db_option
+@click.pass_context
+def partners_export(ctx: click.Context, file: Path, db: str | None) -> None:
+    """Write every partner to FILE; .csv or .toml chooses the format.
+
+    The file holds each partner's ISO 18626 account id and security code: keep it private.
+
+    \b
+    Examples:
+      ill-tui partners export partners.csv
+      ill-tui partners export directory.toml --db ~/ill.db
+    """
+    from ill_tui.db import session_scope
+    from ill_tui.partners_io import PartnerFileError, export_partners
+
+    engine = open_database(_settings(_group_db(ctx, db)).database_url)
+    try:
+        with session_scope(engine) as session:
+            count = export_partners(session, file)
+    except PartnerFileError as exc:
+        _fail(str(exc))
+    click.echo(f"Wrote {count} partners to {file}")
+
+
+@partners.command("import")
+@click.argument("file", type=_PARTNER_FILE)
+@_db_option
+@click.pass_context
+def partners_import(ctx: click.Context, file: Path, db: str | None) -> None:
+    """Add or update partners from FILE (.csv with a header row, or .toml).
+
+    A partner with the same agency id (agency_id_type and agency_id_value) is updated;
+    others are added; partners not in the file are left alone. ALL OR NOTHING: every row is
+    checked first, and if any row is wrong nothing is imported and each wrong row is listed
+    with its line number (exit status 1).
+
+    \b
+    Columns / keys (the first five are required):
+      agency_id_type, agency_id_value, name, country (2 letters), currency (ISO 4217),
+      endpoint_url, email, account_id, security_code, loan_charge, copy_charge,
+      loan_period_days, policies, consortia (comma-separated), active (true/false)
+
+    \b
+    Examples:
+      ill-tui partners import partners.csv
+      ill-tui partners import directory.toml --db postgresql://ill@dbhost/ill
+    """
+    from ill_tui.db import session_scope
+    from ill_tui.partners_io import PartnerFileError, import_partners
+
+    engine = open_database(_settings(_group_db(ctx, db)).database_url)
+    try:
+        with session_scope(engine) as session:
+            report = import_partners(session, file)
+    except PartnerFileError as exc:
+        _fail(str(exc))
+    for line in report.lines():
+        click.echo(line, err=not report.ok)
+    if not report.ok:
+        sys.exit(1)
+
+
+def main() -> None:
+    """Entry point of the ``ill-tui`` command."""
+    cli(prog_name="ill-tui")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
