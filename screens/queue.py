@@ -20,13 +20,22 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Label, Static
 from textual.worker import get_current_worker
 
 from ill_tui import workflow
 from ill_tui.clock import Clock, utcnow
 from ill_tui.models import Direction
-from ill_tui.services.queue import ALL, OPEN, QueuePage, QueueQuery, QueueRow, SortKey
+from ill_tui.services.queue import (
+    ALL,
+    OPEN,
+    QueryCancelled,
+    QueuePage,
+    QueueQuery,
+    QueueRow,
+    SortKey,
+)
 from screens import SCREENS_DIR
 from screens.base import ReportsWorkerErrors
 from screens.new_request import Created, NewRequestModal
@@ -52,6 +61,8 @@ PARTY_LABEL = {Direction.BORROWING: "Patron", Direction.LENDING: "Library"}
 _NARROW_WIDTHS = {"id": 5, "status": 15, "party": 16, "age": 4, "needed_by": 10}
 _WIDE_WIDTHS = {"id": 7, "status": 22, "party": 26, "age": 4, "needed_by": 10}
 _WIDE_FROM = 110
+# Seconds of quiet typing before the counts per status are recounted.
+COUNTS_DELAY = 0.25
 
 
 @dataclass
@@ -137,6 +148,10 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         self._counts_query: QueueQuery | None = None
         self._generation = 0
         self._select_after_load: int | None = None
+        self._counts_timer: Timer | None = None
+        # True from the moment a recount is due until the counts of the current query are
+        # shown (tests and the benchmark wait on it).
+        self.counts_pending = False
 
     # -- layout -------------------------------------------------------------------------------
 
@@ -173,7 +188,15 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         self._paint_header()
         self.load_queue_page(self._generation, self.query_state)
         if counts:
-            self.load_status_counts(self._generation, self.query_state)
+            # The page goes first; the counts follow once typing pauses, so a burst of
+            # keystrokes costs one count, not one per key.
+            if self._counts_timer is not None:
+                self._counts_timer.stop()
+            self.counts_pending = True
+            generation, query = self._generation, self.query_state
+            self._counts_timer = self.set_timer(
+                COUNTS_DELAY, lambda: self.load_status_counts(generation, query)
+            )
 
     def set_query(self, *, counts: bool = True, **changes: object) -> None:
         """Change what the queue shows and reload it."""
@@ -190,8 +213,12 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
     @work(thread=True, exclusive=True, group="queue-counts", exit_on_error=False)
     def load_status_counts(self, generation: int, query: QueueQuery) -> None:
         """Worker: the counts per status for the counts bar and the status filter."""
-        counts = self.desk.status_counts(query)
-        if not get_current_worker().is_cancelled:
+        worker = get_current_worker()
+        try:
+            counts = self.desk.status_counts(query, cancelled=lambda: worker.is_cancelled)
+        except QueryCancelled:
+            return  # a newer count replaced this one
+        if not worker.is_cancelled:
             self.post_message(CountsLoaded(generation, query, counts))
 
     def on_page_loaded(self, message: PageLoaded) -> None:
@@ -207,6 +234,7 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
             return  # counts of another queue or search: stale
         self.counts = message.counts
         self._counts_query = message.query
+        self.counts_pending = False
         self._paint_counts()
 
     # -- painting -----------------------------------------------------------------------------

@@ -136,4 +136,10 @@ async def settle(pilot: Any) -> None:
     for _ in range(3):
         await pilot.pause()
         await pilot.app.workers.wait_for_complete()
+    # The counts per status are recounted once typing pauses (a short timer): wait for them.
+    for _ in range(200):
+        if not getattr(pilot.app.screen, "counts_pending", False):
+            break
+        await pilot.pause(0.02)
+        await pilot.app.workers.wait_for_complete()
     await pilot.pause()

@@ -7,6 +7,8 @@ closed). Screens never open sessions or see SQL.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy.engine import Engine
 
 from ill_tui.clock import Clock, utcnow
@@ -34,10 +36,15 @@ class Desk:
         with session_scope(self.engine) as session:
             return queue.load_page(session, query)
 
-    def status_counts(self, query: queue.QueueQuery) -> dict[str, int]:
-        """Requests per status for the queue's direction and text filter."""
+    def status_counts(
+        self, query: queue.QueueQuery, *, cancelled: Callable[[], bool] | None = None
+    ) -> dict[str, int]:
+        """Requests per status for the queue's direction and text filter.
+
+        ``cancelled`` lets a worker stop a long count (``queue.QueryCancelled``).
+        """
         with session_scope(self.engine) as session:
-            return queue.status_counts(session, query)
+            return queue.status_counts(session, query, cancelled=cancelled)
 
     def request_detail(self, request_id: int) -> requests.RequestDetail:
         """A request with its patron, partner, history and allowed transitions."""
