@@ -271,7 +271,7 @@ def read_csv_rows(text: str) -> list[tuple[int, dict[str, Any]]]:
     return rows
 
 
-_TABLE_LINE = re.compile(r"^\s*\[\[\s*partner\s*\]\]", re.MULTILINE)
+_TABLE_LINE = re.compile(r"^[ \t]*\[\[[ \t]*partner[ \t]*\]\]", re.MULTILINE)
 
 
 def read_toml_rows(text: str) -> list[tuple[int, dict[str, Any]]]:
