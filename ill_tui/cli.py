@@ -66,8 +66,18 @@ def _settings(db: str | None) -> Settings:
     return Settings.from_env(database_url=db)
 
 
-def _db_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--db", "db", metavar="URL", default=None, help=DB_HELP)(func)
+DEMO_DB_HELP = (
+    "Database URL or SQLite file path for the sandbox. Default: demo.db in the user data "
+    "directory ($" + ENV_DATABASE_URL + " is not used)."
+)
+
+
+def _db_option(func: Callable[..., Any], help_text: str = DB_HELP) -> Callable[..., Any]:
+    return click.option("--db", "db", metavar="URL", default=None, help=help_text)(func)
+
+
+def _demo_db_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return _db_option(func, DEMO_DB_HELP)
 
 
 def _group_db(ctx: click.Context, db: str | None) -> str | None:
@@ -147,7 +157,7 @@ Examples:
   ill-tui demo --requests 1000000 --no-open --db /tmp/bench.db
   ill-tui demo --seed 7                another, equally realistic, sandbox"""
 )
-@_db_option
+@_demo_db_option
 @click.option(
     "--requests",
     "n_requests",
