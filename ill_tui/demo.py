@@ -552,7 +552,7 @@ def _walk(rng: random.Random, direction: D, table: _W) -> _Path:
             reason = _REASONS[(direction, target)]
             if not lending and target is S.CANCELLED and lenders >= _MAX_LENDERS:
                 reason = (_EXHAUSTED,)
-        workflow.check_transition(direction, status, target, reason and reason[0])
+        workflow.check_transition(direction, status, target, reason[0] if reason else None)
         kind = 0
         if lending:
             partner = target in (S.CANCELLED, S.LOANED)
@@ -743,7 +743,9 @@ class _Loader:
         self.sqlite = self.dialect == "sqlite"
         self.placeholder = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         self._pool_conn = engine.raw_connection()
-        self.dbapi: Any = self._pool_conn.driver_connection
+        driver = self._pool_conn.driver_connection
+        assert driver is not None
+        self.dbapi: Any = driver
         if self.sqlite:
             self._saved_isolation = self.dbapi.isolation_level
             self.dbapi.isolation_level = None  # we issue BEGIN/COMMIT ourselves
