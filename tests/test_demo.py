@@ -307,11 +307,24 @@ def test_refuses_to_wipe_a_live_database(tmp_path: Path) -> None:
     engine.dispose()
 
 
+def _indexes(engine: Engine) -> list[tuple[str, str]]:
+    sql = (
+        "SELECT name, sql FROM sqlite_master WHERE type IN ('index', 'trigger') ORDER BY name"
+        if engine.dialect.name == "sqlite"
+        else "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+        "ORDER BY indexname"
+    )
+    with engine.connect() as conn:
+        return [(name, definition) for name, definition in conn.execute(sa.text(sql))]
+
+
 def test_small_sandbox_on_each_database(db_url: str) -> None:
     """SQLite and PostgreSQL: the load, the refresh and the id sequences afterwards."""
     engine = open_database(db_url)
     try:
+        migrated = _indexes(engine)
         demo.build_demo(engine, requests=300, now=NOW)
+        assert _indexes(engine) == migrated  # dropped for the load, back exactly as they were
         summary = demo.build_demo(engine, requests=300, now=NOW)  # refresh
         with session_scope(engine) as s:
             assert len(s.exec(select(Request)).all()) == 300
