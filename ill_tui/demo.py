@@ -918,6 +918,7 @@ def build_demo(
             loader.execute("PRAGMA synchronous=NORMAL")
             loader.execute("PRAGMA cache_size=-65536")
             loader.execute("PRAGMA temp_store=DEFAULT")
+            loader.execute("PRAGMA analysis_limit=0")
         loader.close()
     summary.seconds = time.perf_counter() - started
     return summary
