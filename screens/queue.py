@@ -58,8 +58,8 @@ SORT_CYCLE: tuple[SortKey, ...] = (
 )
 PARTY_LABEL = {Direction.BORROWING: "Patron", Direction.LENDING: "Library"}
 # Column widths for a narrow (80-column SSH) terminal and a wide one; the title takes the rest.
-_NARROW_WIDTHS = {"id": 5, "status": 15, "party": 16, "age": 4, "needed_by": 10}
-_WIDE_WIDTHS = {"id": 7, "status": 22, "party": 26, "age": 4, "needed_by": 10}
+_NARROW_WIDTHS = {"id": 5, "status": 15, "party": 16, "age": 5, "needed_by": 11}
+_WIDE_WIDTHS = {"id": 7, "status": 22, "party": 26, "age": 5, "needed_by": 11}
 _WIDE_FROM = 110
 # Seconds of quiet typing before the counts per status are recounted.
 COUNTS_DELAY = 0.25

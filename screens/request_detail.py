@@ -150,7 +150,7 @@ class RequestDetailScreen(ReportsWorkerErrors, Screen[None]):
     def on_mount(self) -> None:
         table = self.query_one("#history-table", DataTable)
         table.add_column("When", key="at", width=16)
-        table.add_column("Who", key="actor", width=12)
+        table.add_column("Who", key="actor", width=20)
         table.add_column("What", key="what")
         table.focus()
         self.load_request()
