@@ -491,6 +491,7 @@ _ISO_STATUSES = frozenset(
      S.COMPLETED_WITHOUT_RETURN, S.CANCELLED}
 )  # fmt: skip
 _MAX_LENDERS = 5
+_STALL_WINDOW_S = 120 * 86400  # requests younger than this may be stuck at a status
 _POOL = 1500  # walks per (direction, service type)
 
 # Step kinds, as bit flags, so the per-request loop tests integers instead of enums.
@@ -604,7 +605,9 @@ def _forced(pools: _Pools, total: int) -> dict[int, tuple[D, ServiceType, _Path]
     wanted = [(d, s) for d in Direction for s in workflow.STATUSES[d]]
     if total < 2 * len(wanted):
         return {}
-    stride = max(1, min(total // (len(wanted) * 2), 97))
+    # within the last ~60 days of arrivals: an open request is a recent one
+    recent = int(total * 60 / 730) // len(wanted)
+    stride = max(1, min(total // (len(wanted) * 2), 97, recent))
     start = total - stride * len(wanted) - 1
     forced: dict[int, tuple[D, ServiceType, _Path]] = {}
     for k, (direction, status) in enumerate(wanted):
@@ -1205,9 +1208,10 @@ class _ChunkMaker:
             pool = self.pools[(direction, service)]
             path = pool[int(r() * len(pool))]
             offsets = [int(o * pace) for o in path.offsets]
-            # only what has happened by now; a few requests stall at some status
+            # only what has happened by now; a few recent requests stall at some status (older
+            # ones would have been chased or cancelled by staff long ago)
             keep = bisect.bisect_left(offsets, age)
-            if r() < 0.03:
+            if r() < 0.03 and age < _STALL_WINDOW_S:
                 keep = min(keep, 1 + int(r() * len(offsets)))
         lending = direction is D.LENDING
         final = path.targets[keep - 1]
