@@ -16,6 +16,8 @@ import asyncio
 import os
 import sqlite3
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,9 +44,6 @@ def p95(values: list[float]) -> float:
 
 def ensure_database(path: Path, requests: int, *, rebuild: bool) -> float | None:
     """Build the benchmark database unless one of the right size exists; return build secs."""
-    from ill_tui.config import sqlite_url
-    from ill_tui.db import open_database
-
     if path.exists() and not rebuild:
         with sqlite3.connect(path) as conn:
             try:
@@ -58,20 +57,15 @@ def ensure_database(path: Path, requests: int, *, rebuild: bool) -> float | None
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    from ill_tui.demo import build_demo
-
-    engine = open_database(sqlite_url(path))
+    # Built by the real command in its own process, so this process (which then runs the app)
+    # keeps none of the builder's memory and its RSS is the app's.
+    command = [
+        sys.executable, "-m", "ill_tui.cli", "demo", "--db", str(path),
+        "--requests", str(requests), "--seed", "1", "--no-open",
+    ]  # fmt: skip
+    print("$", " ".join(command), flush=True)
     started = time.perf_counter()
-    last = [0.0]
-
-    def progress(stage: str, done: int, total: int) -> None:
-        now = time.perf_counter()
-        if now - last[0] > 5 or done == total:
-            last[0] = now
-            print(f"  {stage}: {done:,}/{total:,}  ({now - started:.0f} s)", flush=True)
-
-    build_demo(engine, requests=requests, seed=1, progress=progress)
-    engine.dispose()
+    subprocess.run(command, check=True)
     elapsed = time.perf_counter() - started
     print(f"Built {requests:,} requests in {elapsed:.1f} s.")
     return elapsed

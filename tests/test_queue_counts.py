@@ -63,10 +63,50 @@ def test_a_cancelled_count_stops_and_the_connection_stays_usable(big: Engine) ->
         asked.append(True)
         return True
 
-    query = queue.QueueQuery(direction=Direction.BORROWING, text="history")
+    query = queue.QueueQuery(direction=Direction.BORROWING)
     with session_scope(big) as session, pytest.raises(queue.QueryCancelled):
         queue.status_counts(session, query, cancelled=cancelled)
     assert asked, "the query never asked whether it was cancelled"
     with session_scope(big) as session:  # the pooled connection has no handler left on it
         assert sum(queue.status_counts(session, query, cancelled=lambda: False).values()) == 3000
         assert sum(queue.status_counts(session, query).values()) == 3000
+
+
+def test_text_search_follows_a_status_change(db_url: str) -> None:
+    """The text index narrows searches to a queue; a status change must move the request."""
+    from ill_tui.models import Patron
+    from ill_tui.services import requests
+
+    engine = open_database(db_url)
+    try:
+        with session_scope(engine) as session:
+            session.add(Patron(barcode="P1", name="Grace Hopper"))
+        with session_scope(engine) as session:
+            form = requests.RequestForm(title="Compilers in practice", patron="P1")
+            request_id = requests.create_request(session, form=form, actor="t").id
+        assert request_id is not None
+
+        def ids(status: str) -> list[int]:
+            q = queue.QueueQuery(direction=Direction.BORROWING, status=status, text="compil")
+            with session_scope(engine) as session:
+                return [row.id for row in queue.load_page(session, q).rows]
+
+        def counts() -> dict[str, int]:
+            q = queue.QueueQuery(direction=Direction.BORROWING, text="compil")
+            with session_scope(engine) as session:
+                return queue.status_counts(session, q)
+
+        assert ids(queue.OPEN) == [request_id]
+        assert ids("New") == [request_id]
+        assert counts() == {"New": 1}
+        with session_scope(engine) as session:
+            requests.change_status(
+                session, request_id=request_id, to_status="Cancelled", actor="t", reason="dup"
+            )
+        assert ids(queue.OPEN) == []
+        assert ids("New") == []
+        assert ids("Cancelled") == [request_id]
+        assert ids(queue.ALL) == [request_id]
+        assert counts() == {"Cancelled": 1}
+    finally:
+        engine.dispose()

@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from ill_tui import workflow
 from ill_tui.identifiers import search_forms
 from ill_tui.models import Direction, UTCDateTime
 
@@ -117,9 +118,30 @@ def tokens(text: str) -> tuple[list[str], list[str]]:
     return kept, ignored
 
 
-def fts5_match(words: Sequence[str]) -> str:
-    """An FTS5 MATCH expression: every word, as a quoted prefix (typing-as-you-go)."""
-    return " AND ".join('"' + w.replace('"', '""') + '"*' for w in words)
+def fts5_match(words: Sequence[str], tag: str | None = None) -> str:
+    """An FTS5 MATCH expression: every word as a quoted prefix (typing-as-you-go), looked for
+    in the citation and party columns only, and, given a ``tag``, narrowed to that queue.
+    """
+    terms = " AND ".join('"' + w.replace('"', '""') + '"*' for w in words)
+    expression = "{" + " ".join(SEARCH_COLUMNS) + "} : (" + terms + ")"
+    if tag:
+        expression += f' AND queue_tags : "{tag}"'
+    return expression
+
+
+def queue_tag(direction: Direction | str, status: str) -> str:
+    """The text-index word that stands for one queue (see migration 0001's ``_queue_tags``).
+
+    ``status`` is ``OPEN``, ``ALL`` or a status value. Narrowing a text search to the open
+    borrowing requests inside the index lets FTS5 intersect two word lists instead of walking
+    every request that contains a common word.
+    """
+    d = Direction(direction).value
+    if status == OPEN:
+        return f"zzo{d}"
+    if status == ALL:
+        return f"zzd{d}"
+    return f"zzs{d}{status.lower()}"
 
 
 def pg_tsquery(words: Sequence[str]) -> str:
@@ -176,7 +198,7 @@ def page_sql(query: QueueQuery, dialect: str) -> tuple[str, dict[str, Any], tupl
     params["limit"] = query.page_size + 1
     params["offset"] = query.page * query.page_size
     if words and dialect == "sqlite":
-        params["match"] = fts5_match(words)
+        params["match"] = fts5_match(words, queue_tag(query.direction, query.status))
         if query.sort in (SortKey.AGE, SortKey.ID):
             # Walk the text index in rowid order and stop at the page: no sort of the matches.
             order = f"f.rowid {order_dir}"
@@ -228,11 +250,17 @@ def status_counts(
     params: dict[str, Any] = {"direction": query.direction.value}
     dialect = session.get_bind().dialect.name
     if words and dialect == "sqlite":
-        params["match"] = fts5_match(words)
-        sql = (
-            "SELECT r.status, count(*) FROM request_fts f JOIN request r ON r.id = f.rowid "
-            "WHERE request_fts MATCH :match AND r.direction = :direction GROUP BY r.status"
-        )
+        # One count per status inside the text index (two word lists intersected), instead
+        # of joining every matching request to read its status.
+        statuses = workflow.STATUSES[query.direction]
+        parts = []
+        for i, status in enumerate(statuses):
+            params[f"m{i}"] = fts5_match(words, queue_tag(query.direction, status.value))
+            parts.append(
+                f"SELECT '{status.value}', count(*) FROM request_fts WHERE request_fts MATCH :m{i}"
+            )
+        params.pop("direction")
+        sql = " UNION ALL ".join(parts)
     elif words:
         params["tsquery"] = pg_tsquery(words)
         vector = PG_SEARCH_VECTOR.replace("coalesce(", "coalesce(r.")
@@ -246,10 +274,11 @@ def status_counts(
             "GROUP BY r.status"
         )
     if cancelled is None or dialect != "sqlite":
-        return {status: int(n) for status, n in session.execute(sa.text(sql), params).all()}
+        rows = session.execute(sa.text(sql), params).all()
+        return {status: int(n) for status, n in rows if n}
     raw = session.connection().connection.dbapi_connection
     assert raw is not None
-    raw.set_progress_handler(lambda: 1 if cancelled() else 0, 20_000)
+    raw.set_progress_handler(lambda: 1 if cancelled() else 0, 5_000)
     try:
         rows = session.execute(sa.text(sql), params).all()
     except sa.exc.OperationalError as exc:
@@ -258,4 +287,4 @@ def status_counts(
         raise
     finally:
         raw.set_progress_handler(None, 0)
-    return {status: int(n) for status, n in rows}
+    return {status: int(n) for status, n in rows if n}

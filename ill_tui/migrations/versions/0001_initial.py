@@ -149,31 +149,58 @@ def upgrade() -> None:
     create_text_index()
 
 
+def _queue_tags(row: str) -> str:
+    """SQL for the queue tags of ``row`` (``new``/``old``/a table): words the text index holds
+    beside the citation so a text search can be narrowed to one queue inside the index.
+
+    ``zzd<direction>`` every request; ``zzo<direction>`` open ones; ``zzs<direction><status>``.
+    Kept in step with ill_tui.services.queue.queue_tag.
+    """
+    return (
+        f"('zzd' || {row}.direction || ' ' || "
+        f"CASE WHEN {row}.is_open THEN 'zzo' || {row}.direction || ' ' ELSE '' END || "
+        f"'zzs' || {row}.direction || lower({row}.status))"
+    )
+
+
 def create_text_index() -> None:
-    """SQLite: an FTS5 table over the request columns, kept by triggers. PostgreSQL: GIN."""
+    """SQLite: an FTS5 table over the request columns, kept by triggers. PostgreSQL: GIN.
+
+    On SQLite the index reads its rows from the view ``request_search`` (the searchable
+    columns plus the queue tags), so ``INSERT INTO request_fts(request_fts) VALUES('rebuild')``
+    rebuilds it from scratch. Prefixes of 2, 3 and 4 characters are indexed: typing the first
+    letters of a word or the first digits of an ISBN stays fast.
+    """
     bind = op.get_bind()
     if bind.dialect.name == "sqlite":
         cols = ", ".join(SEARCH_COLUMNS)
-        new = ", ".join(f"new.{c}" for c in SEARCH_COLUMNS)
-        old = ", ".join(f"old.{c}" for c in SEARCH_COLUMNS)
+        all_cols = f"{cols}, queue_tags"
+        new = ", ".join(f"new.{c}" for c in SEARCH_COLUMNS) + ", " + _queue_tags("new")
+        old = ", ".join(f"old.{c}" for c in SEARCH_COLUMNS) + ", " + _queue_tags("old")
         op.execute(
-            f"CREATE VIRTUAL TABLE request_fts USING fts5({cols}, content='request', "
-            "content_rowid='id', tokenize='unicode61 remove_diacritics 2', prefix='2 3')"
+            "CREATE VIEW request_search AS SELECT r.id, "
+            + ", ".join(f"r.{c}" for c in SEARCH_COLUMNS)
+            + f", {_queue_tags('r')} AS queue_tags FROM request r"
+        )
+        op.execute(
+            f"CREATE VIRTUAL TABLE request_fts USING fts5({all_cols}, content='request_search', "
+            "content_rowid='id', tokenize='unicode61 remove_diacritics 2', prefix='2 3 4')"
         )
         op.execute(
             "CREATE TRIGGER request_fts_ai AFTER INSERT ON request BEGIN "
-            f"INSERT INTO request_fts(rowid, {cols}) VALUES (new.id, {new}); END"
+            f"INSERT INTO request_fts(rowid, {all_cols}) VALUES (new.id, {new}); END"
         )
         op.execute(
             "CREATE TRIGGER request_fts_ad AFTER DELETE ON request BEGIN "
-            f"INSERT INTO request_fts(request_fts, rowid, {cols}) "
+            f"INSERT INTO request_fts(request_fts, rowid, {all_cols}) "
             f"VALUES ('delete', old.id, {old}); END"
         )
         op.execute(
-            f"CREATE TRIGGER request_fts_au AFTER UPDATE OF {cols} ON request BEGIN "
-            f"INSERT INTO request_fts(request_fts, rowid, {cols}) "
+            f"CREATE TRIGGER request_fts_au AFTER UPDATE OF {cols}, direction, status, is_open "
+            "ON request BEGIN "
+            f"INSERT INTO request_fts(request_fts, rowid, {all_cols}) "
             f"VALUES ('delete', old.id, {old}); "
-            f"INSERT INTO request_fts(rowid, {cols}) VALUES (new.id, {new}); END"
+            f"INSERT INTO request_fts(rowid, {all_cols}) VALUES (new.id, {new}); END"
         )
     elif bind.dialect.name == "postgresql":
         op.execute(f"CREATE INDEX ix_request_search ON request USING gin (({PG_SEARCH_VECTOR}))")
@@ -185,5 +212,6 @@ def downgrade() -> None:
         for trigger in ("request_fts_ai", "request_fts_ad", "request_fts_au"):
             op.execute(f"DROP TRIGGER IF EXISTS {trigger}")
         op.execute("DROP TABLE IF EXISTS request_fts")
+        op.execute("DROP VIEW IF EXISTS request_search")
     for table in ("note", "event", "rota_entry", "request", "partner", "patron"):
         op.drop_table(table)
