@@ -101,6 +101,7 @@ class FrameClock:
     """
 
     frames: list[float] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def install(self, app: Any) -> None:
         original: Callable[..., None] = app._display
@@ -111,6 +112,7 @@ class FrameClock:
             if renderable is not None and hasattr(renderable, "render_segments"):
                 renderable.render_segments(console)
                 self.frames.append(time.perf_counter())
+                self.changed.set()
 
         app._display = display
 
@@ -118,13 +120,17 @@ class FrameClock:
         return next((t for t in self.frames if t >= moment), None)
 
 
-async def _wait(predicate: Callable[[], bool], pilot: Any) -> None:
+async def _wait(predicate: Callable[[], bool], changed: asyncio.Event) -> None:
+    """Wait, without polling the event loop under test, until ``predicate`` holds.
+
+    ``changed`` is set whenever the app paints a page or a frame; each wake-up re-checks.
+    """
     async with asyncio.timeout(30):
-        # Polling on purpose: the state lives in the app under test, which has no Event to
-        # await; 0.5 ms steps keep the measuring error below the figures' precision.
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.0005)
-    await pilot.pause()
+        while not predicate():
+            changed.clear()
+            if predicate():
+                break
+            await changed.wait()
 
 
 async def measure_app(path: Path, words: list[str], statuses: list[str]) -> dict[str, Any]:
@@ -156,6 +162,7 @@ async def measure_app(path: Path, words: list[str], statuses: list[str]) -> dict
         original_on_page(self, message)
         if message.generation == self._generation:
             painted.setdefault(message.generation, time.perf_counter())
+            frames.changed.set()
 
     def load_page(query: Any) -> Any:
         started = time.perf_counter()
@@ -164,10 +171,10 @@ async def measure_app(path: Path, words: list[str], statuses: list[str]) -> dict
         return page
 
     original_on_page = QueueScreen.on_page_loaded
+    frames = FrameClock()
     QueueScreen.reload = reload  # type: ignore[method-assign]
     QueueScreen.on_page_loaded = on_page  # type: ignore[method-assign]
     desk.load_page = load_page  # type: ignore[method-assign]
-    frames = FrameClock()
     results: dict[str, Any] = {}
     try:
         app = IllApp(desk, settings=settings, demo=False)
@@ -176,8 +183,8 @@ async def measure_app(path: Path, words: list[str], statuses: list[str]) -> dict
             frames.install(app)
             screen = app.screen
             assert isinstance(screen, QueueScreen), screen
-            await _wait(lambda: 1 in painted, pilot)
-            await _wait(lambda: frames.first_after(painted[1]) is not None, pilot)
+            await _wait(lambda: 1 in painted, frames.changed)
+            await _wait(lambda: frames.first_after(painted[1]) is not None, frames.changed)
             first_frame = frames.first_after(painted[1])
             assert first_frame is not None
             results["first_page_ms"] = _ms(first_frame - asked[1])
@@ -195,10 +202,10 @@ async def measure_app(path: Path, words: list[str], statuses: list[str]) -> dict
                 # what counts is the newest generation reaching the screen.
                 await _wait(
                     lambda: screen._generation >= generation and screen._generation in painted,
-                    pilot,
+                    frames.changed,
                 )
                 final = painted[screen._generation]
-                await _wait(lambda: frames.first_after(final) is not None, pilot)
+                await _wait(lambda: frames.first_after(final) is not None, frames.changed)
                 frame = frames.first_after(final)
                 assert frame is not None
                 # let the counts worker finish so each keystroke starts from a quiet app

@@ -63,6 +63,8 @@ _WIDE_WIDTHS = {"id": 7, "status": 22, "party": 26, "age": 5, "needed_by": 11}
 _WIDE_FROM = 110
 # Seconds of quiet typing before the counts per status are recounted.
 COUNTS_DELAY = 0.25
+# Seconds before the header says a page is still loading.
+LOADING_AFTER = 0.15
 
 
 @dataclass
@@ -152,6 +154,10 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         # True from the moment a recount is due until the counts of the current query are
         # shown (tests and the benchmark wait on it).
         self.counts_pending = False
+        self._hint_text = ""
+        self._reload_on_resume = True
+        self._show_loading = False
+        self._loading_timer: Timer | None = None
 
     # -- layout -------------------------------------------------------------------------------
 
@@ -177,14 +183,24 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         self.query_one(QueueTable).focus()
 
     def on_screen_resume(self) -> None:
-        # Back from the detail screen or a modal: something may have changed.
-        self.reload()
+        # Shown for the first time, or back from a screen that may have changed requests
+        # (detail, status change). Dialogs that change nothing (status filter, keys, palette)
+        # do not cost a reload; the new-request form reloads through its own callback.
+        if self._reload_on_resume:
+            self._reload_on_resume = False
+            self.reload()
 
     # -- loading ------------------------------------------------------------------------------
 
     def reload(self, *, counts: bool = True) -> None:
         """Query the current page (and, unless told otherwise, the counts) again."""
         self._generation += 1
+        # Most pages arrive within a frame or two; say "loading…" only when one does not, so
+        # the header does not flicker (nor spend the frame the rows need) on every keystroke.
+        self._show_loading = False
+        if self._loading_timer is not None:
+            self._loading_timer.stop()
+        self._loading_timer = self.set_timer(LOADING_AFTER, self._loading_is_slow)
         self._paint_header()
         self.load_queue_page(self._generation, self.query_state)
         if counts:
@@ -197,6 +213,11 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
             self._counts_timer = self.set_timer(
                 COUNTS_DELAY, lambda: self.load_status_counts(generation, query)
             )
+
+    def _loading_is_slow(self) -> None:
+        if self.page is None or self.page.query != self.query_state:
+            self._show_loading = True
+            self._paint_header()
 
     def set_query(self, *, counts: bool = True, **changes: object) -> None:
         """Change what the queue shows and reload it."""
@@ -331,7 +352,9 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
             label = f" {direction.value.title()} ({direction.value[0]}) "
             tabs.append(label, style="bold reverse" if direction is query.direction else "dim")
             tabs.append(" ")
-        self.query_one("#queue-tabs", Static).update(tabs)
+        # Fixed-size widgets: repaint without a layout pass of the whole screen, which costs
+        # more than everything else between a keystroke and its frame.
+        self.query_one("#queue-tabs", Static).update(tabs, layout=False)
 
         info = Text(f"{query.status} · by {query.sort.value.replace('_', '-')} ")
         info.append(self._sort_arrow(query))
@@ -345,16 +368,16 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
                 info.append(" · no rows")
             if page.has_more:
                 info.append(" · more ]")
-        else:
+        elif self._show_loading:
             info.append(" · loading…", style="italic")
-        self.query_one("#page-info", Static).update(info)
+        self.query_one("#page-info", Static).update(info, layout=False)
 
         hint = self.query_one("#filter-hint", Label)
         ignored = page.ignored_terms if page is not None and page.query == query else ()
-        if ignored:
-            hint.update("Too short, ignored: " + ", ".join(ignored))
-        else:
-            hint.update("")
+        text = "Too short, ignored: " + ", ".join(ignored) if ignored else ""
+        if text != self._hint_text:  # its width follows its text: lay out only on change
+            self._hint_text = text
+            hint.update(text)
 
     def _paint_counts(self) -> None:
         direction = self.query_state.direction
@@ -374,7 +397,7 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
             value = counts.get(status.value, 0)
             if value or current == status.value:
                 part(status.value, value, current == status.value)
-        self.query_one("#counts-bar", Static).update(bar)
+        self.query_one("#counts-bar", Static).update(bar, layout=False)  # fixed height
 
     def on_resize(self) -> None:
         if self.page is not None:
@@ -523,6 +546,7 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
             if status is not None:
                 self.notify(f"Request {row.id} is now {status}.")
 
+        self._reload_on_resume = True
         self.app.push_screen(
             StatusChangeModal(
                 self.desk,
@@ -536,6 +560,7 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         )
 
     def _open(self, request_id: int) -> None:
+        self._reload_on_resume = True
         self.app.push_screen(
             RequestDetailScreen(self.desk, request_id, locale=self.locale, clock=self.clock)
         )

@@ -23,7 +23,7 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -147,6 +147,9 @@ class QueueTable(ScrollView, can_focus=True):
         self._keys: list[str] = []
         self._cells: list[Sequence[Cell]] = []
         self._index: dict[str, int] = {}
+        self._pass_styles: tuple[Style, Style, Style, Style] | None = None
+        self._pass_width = 0
+        self._pass_top = 0
 
     # -- data ---------------------------------------------------------------------------------
 
@@ -284,20 +287,35 @@ class QueueTable(ScrollView, can_focus=True):
             segments.append(Segment(pad + _fit(text, column.width, justify) + pad, style))
         return segments
 
-    def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Styles are the same for every line of one pass; working them out per line (they
+        # walk the ancestors' backgrounds) cost more than drawing the cells.
         base = self.rich_style
+        self._pass_styles = (
+            base,
+            base + self.get_component_rich_style("queue-table--header"),
+            base + self.get_component_rich_style("queue-table--cursor"),
+            base + self.get_component_rich_style("queue-table--even-row"),
+        )
+        self._pass_width = self.scrollable_content_region.width
+        self._pass_top = round(self.scroll_offset.y)
+        return super().render_lines(crop)
+
+    def render_line(self, y: int) -> Strip:
+        if self._pass_styles is None:  # called outside render_lines
+            return Strip.blank(self.size.width)
+        base, header, cursor, even = self._pass_styles
+        width = self._pass_width
         if y == 0:
-            header = base + self.get_component_rich_style("queue-table--header")
             labels = [c.label for c in self.ordered_columns]
             return Strip(self._line(labels, header)).adjust_cell_length(width, header)
-        row = round(self.scroll_offset.y) + y - 1
+        row = self._pass_top + y - 1
         if row >= len(self._keys):
             return Strip.blank(width, base)
         if row == self.cursor_row:
-            style = base + self.get_component_rich_style("queue-table--cursor")
+            style = cursor
         elif row % 2:
-            style = base + self.get_component_rich_style("queue-table--even-row")
+            style = even
         else:
             style = base
         return Strip(self._line(self._cells[row], style)).adjust_cell_length(width, style)
