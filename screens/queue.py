@@ -41,8 +41,8 @@ from screens.base import ReportsWorkerErrors
 from screens.new_request import Created, NewRequestModal
 from screens.request_detail import RequestDetailScreen
 from screens.status_change import StatusChangeModal
-from screens.status_filter import StatusFilterModal
 from screens.widgets.queue_table import Column, QueueTable
+from screens.widgets.status_panel import StatusPanel
 
 if TYPE_CHECKING:
     from ill_tui.services.desk import Desk
@@ -113,7 +113,7 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         Binding("c", "change_status", "Status", id="queue.change_status",
                 tooltip="Change the status of the highlighted request"),
         Binding("s", "filter_status", "Filter", id="queue.filter_status",
-                tooltip="Show only one status (or Open, or All)"),
+                tooltip="Choose the status shown (Open, All or one), with counts"),
         Binding("slash", "focus_filter", "Search", id="queue.search",
                 tooltip="Filter by words: title, author, ISBN, patron or library"),
         Binding("o", "cycle_sort", "Sort", id="queue.sort",
@@ -156,6 +156,7 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         self.counts_pending = False
         self._hint_text = ""
         self._reload_on_resume = True
+        self._status_before_panel = OPEN
         self._show_loading = False
         self._loading_timer: Timer | None = None
 
@@ -174,8 +175,11 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
                 compact=True,
             )
             yield Label("", id="filter-hint")
-        yield QueueTable(id="queue-table")
-        yield Static("", id="empty-state")
+        with Horizontal(id="queue-body"):
+            yield StatusPanel(id="status-panel")
+            # one of these two shows at a time
+            yield QueueTable(id="queue-table")
+            yield Static("", id="empty-state")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -257,13 +261,15 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         self._counts_query = message.query
         self.counts_pending = False
         self._paint_counts()
+        panel = self.query_one(StatusPanel)
+        if panel.display:
+            panel.update_counts(current.direction, message.counts)
 
     # -- painting -----------------------------------------------------------------------------
 
     def _column_widths(self) -> dict[str, int]:
         widths = dict(_WIDE_WIDTHS if self.size.width >= _WIDE_FROM else _NARROW_WIDTHS)
-        fixed = sum(widths.values()) + 2 * 6 + 2  # cell padding, scrollbar
-        widths["title"] = max(14, self.size.width - fixed)
+        widths["title"] = 14  # the least it gets; it stretches to the table's width
         return widths
 
     def _paint_table(self, page: QueuePage) -> None:
@@ -285,7 +291,7 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
             if key == query.sort.value:
                 label = f"{label} {self._sort_arrow(query)}"
             justify = "right" if key in ("id", "age") else "left"
-            columns.append(Column(key, label, widths[key], justify))
+            columns.append(Column(key, label, widths[key], justify, flex=key == "title"))
         table.set_columns(columns)
         now = self.clock()
         rows = [(str(row.id), self._cells(row, now)) for row in page.rows]
@@ -426,7 +432,7 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         else:
             self.set_query(sort=key, descending=False, page=0, counts=False)
 
-    @on(QueueTable.EdgePaged)
+    @on(QueueTable.EdgePaged, "#queue-table")
     def _edge_paged(self, event: QueueTable.EdgePaged) -> None:
         if event.forward:
             self.action_next_page()
@@ -457,6 +463,10 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
     def action_show_direction(self, direction: str) -> None:
         """Switch between the borrowing and the lending queue."""
         if Direction(direction) is not self.query_state.direction:
+            panel = self.query_one(StatusPanel)
+            if panel.display:  # its statuses belong to the other queue
+                panel.display = False
+                self.query_one(QueueTable).focus()
             self.page = None
             self.set_query(direction=Direction(direction), status=OPEN, page=0)
 
@@ -496,22 +506,33 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         self.query_one(QueueTable).focus()
 
     def action_filter_status(self) -> None:
-        """Choose which status the queue shows."""
+        """Open the status panel: arrow through the statuses, the queue follows."""
+        panel = self.query_one(StatusPanel)
         counts = (
             self.counts
             if self._counts_query is not None
             and self._counts_query.direction == self.query_state.direction
-            else {}
+            else None
         )
+        self._status_before_panel = self.query_state.status
+        panel.show_statuses(self.query_state.direction, counts, current=self.query_state.status)
+        panel.display = True
+        panel.focus()
 
-        def chosen(status: str | None) -> None:
-            if status is not None and status != self.query_state.status:
-                self.set_query(status=status, page=0)
+    @on(StatusPanel.RowHighlighted, "#status-panel")
+    def _status_highlighted(self, event: StatusPanel.RowHighlighted) -> None:
+        status = event.row_key
+        if status != self.query_state.status:
+            self.set_query(status=status, page=0, counts=False)
+            self._paint_counts()
 
-        self.app.push_screen(
-            StatusFilterModal(self.query_state.direction, counts, current=self.query_state.status),
-            chosen,
-        )
+    @on(StatusPanel.Closed)
+    def _status_panel_closed(self, event: StatusPanel.Closed) -> None:
+        if event.revert and self._status_before_panel != self.query_state.status:
+            self.set_query(status=self._status_before_panel, page=0, counts=False)
+            self._paint_counts()
+        self.query_one(StatusPanel).display = False
+        self.query_one(QueueTable).focus()
 
     def action_new_request(self) -> None:
         """Open the new-request form."""

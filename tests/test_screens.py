@@ -16,7 +16,7 @@ from screens.note import EMPTY_NOTE, NoteModal
 from screens.queue import PageLoaded, QueueScreen, QueueTable
 from screens.request_detail import RequestDetailScreen
 from screens.status_change import CLOSED_MESSAGE, StatusChangeModal
-from screens.status_filter import StatusFilterModal
+from screens.widgets.status_panel import StatusPanel
 
 
 def titles(app: object) -> list[str]:
@@ -108,26 +108,38 @@ async def test_status_filter_lists_statuses_with_counts_and_filters(tmp_path: Pa
         await settle(pilot)
         await pilot.press("s")
         await settle(pilot)
-        assert isinstance(app.screen, StatusFilterModal)
-        options = app.screen.query_one(OptionList)
-        prompts = {
-            o.id: " ".join(plain(o.prompt).split())
-            for o in (options.get_option_at_index(i) for i in range(options.option_count))
-        }
-        assert prompts["Open"].endswith(" 3")
-        assert prompts["All"].endswith(" 4")
-        assert prompts["Cancelled"].endswith(" 1")
-        assert prompts["Loaned"].endswith(" 0")
-        assert "Shipped" not in prompts  # a lending status
+        panel = app.screen.query_one("#status-panel", StatusPanel)
+        assert panel.display
+        assert app.focused is panel
+        counts = dict(zip(table_column(panel, "status"), table_column(panel, "count"), strict=True))
+        assert counts["Open"] == "3"
+        assert counts["All"] == "4"
+        assert counts["Cancelled"] == "1"
+        assert counts["Loaned"] == "0"
+        assert "Shipped" not in counts  # a lending status
 
-        await pilot.press("end", "enter")  # the last status: Cancelled
+        # moving the highlight filters at once; Enter keeps it and returns to the table
+        await pilot.press("end")  # the last status: Cancelled
         await settle(pilot)
-        assert isinstance(app.screen, QueueScreen)
         assert titles(app) == ["Zen and the Art of Motorcycle Maintenance"]
+        assert "Cancelled 1" in counts_bar(app)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert not panel.display
+        assert app.focused is app.screen.query_one(QueueTable)
         assert table_column(app.screen.query_one(QueueTable), "status") == ["Cancelled"]
 
         await pilot.press("s", "home", "down", "enter")  # All
         await settle(pilot)
+        assert len(titles(app)) == 4
+
+        # Escape puts back the status the panel was opened with
+        await pilot.press("s", "home")  # highlight Open: the queue shows open requests...
+        await settle(pilot)
+        assert len(titles(app)) == 3
+        await pilot.press("escape")  # ...until Escape puts All back
+        await settle(pilot)
+        assert not panel.display
         assert len(titles(app)) == 4
 
 
@@ -454,8 +466,13 @@ async def test_escape_leaves_every_modal(tmp_path: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         before = request_count(engine)
+        await pilot.press("s")  # the status panel is no dialog, but Escape leaves it too
+        await settle(pilot)
+        assert app.screen.query_one("#status-panel", StatusPanel).display
+        await pilot.press("escape")
+        await settle(pilot)
+        assert not app.screen.query_one("#status-panel", StatusPanel).display
         for key, modal in [
-            ("s", StatusFilterModal),
             ("c", StatusChangeModal),
             ("n", NewRequestModal),
             ("question_mark", HelpModal),

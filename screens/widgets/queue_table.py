@@ -1,4 +1,4 @@
-"""A fast, read-only table for the queues.
+"""Fast, read-only tables: the queue itself and the status panel beside it.
 
 Textual's DataTable does per-row bookkeeping on every ``add_row`` (about 0.3 ms a row here),
 which made replacing a 100-row page cost ~40 ms, most of the budget between a keystroke in the
@@ -42,9 +42,13 @@ class Column:
     label: str
     width: int
     justify: str = "left"
+    flex: bool = False  # takes whatever width the other columns leave (at least ``width``)
+
+    def __post_init__(self) -> None:
+        self.min_width = self.width
 
     def get_render_width(self) -> int:
-        """Width on screen, padding included."""
+        """Width on screen, padding included (for a flex column: its last drawn width)."""
         return self.width + 2 * PADDING
 
 
@@ -60,7 +64,7 @@ def _fit(text: str, width: int, justify: str) -> str:
     return text + " " * (width - size)
 
 
-class QueueTable(ScrollView, can_focus=True):
+class LineTable(ScrollView, can_focus=True):
     """Rows of plain cells under a fixed header line; only visible lines are rendered."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -75,33 +79,33 @@ class QueueTable(ScrollView, can_focus=True):
     ]  # fmt: skip
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
-        "queue-table--header",
-        "queue-table--cursor",
-        "queue-table--even-row",
+        "line-table--header",
+        "line-table--cursor",
+        "line-table--even-row",
     }
 
     DEFAULT_CSS = """
-    QueueTable {
+    LineTable {
         height: 1fr;
         scrollbar-gutter: stable;
         overflow-x: hidden;
         background: $surface;
     }
-    QueueTable > .queue-table--header {
+    LineTable > .line-table--header {
         text-style: bold;
         background: $panel;
         color: $foreground;
     }
-    QueueTable > .queue-table--cursor {
+    LineTable > .line-table--cursor {
         background: $block-cursor-blurred-background;
         color: $block-cursor-blurred-foreground;
     }
-    QueueTable:focus > .queue-table--cursor {
+    LineTable:focus > .line-table--cursor {
         background: $block-cursor-background;
         color: $block-cursor-foreground;
         text-style: $block-cursor-text-style;
     }
-    QueueTable > .queue-table--even-row {
+    LineTable > .line-table--even-row {
         background: $surface-lighten-1 10%;
     }
     """
@@ -111,33 +115,50 @@ class QueueTable(ScrollView, can_focus=True):
     class RowSelected(Message):
         """Enter on a row, or a click on the highlighted row."""
 
-        def __init__(self, table: QueueTable, row_key: str) -> None:
+        def __init__(self, table: LineTable, row_key: str) -> None:
             super().__init__()
             self.table = table
             self.row_key = row_key
 
         @property
-        def control(self) -> QueueTable:
+        def control(self) -> LineTable:
+            return self.table
+
+    class RowHighlighted(Message):
+        """The cursor moved to another row (not posted when rows are replaced)."""
+
+        def __init__(self, table: LineTable, row_key: str) -> None:
+            super().__init__()
+            self.table = table
+            self.row_key = row_key
+
+        @property
+        def control(self) -> LineTable:
             return self.table
 
     class HeaderSelected(Message):
         """A click on a column header."""
 
-        def __init__(self, table: QueueTable, column_key: str) -> None:
+        def __init__(self, table: LineTable, column_key: str) -> None:
             super().__init__()
             self.table = table
             self.column_key = column_key
 
         @property
-        def control(self) -> QueueTable:
+        def control(self) -> LineTable:
             return self.table
 
     class EdgePaged(Message):
         """Page down on the last row (forward) or page up on the first row (backward)."""
 
-        def __init__(self, forward: bool) -> None:
+        def __init__(self, table: LineTable, forward: bool) -> None:
             super().__init__()
+            self.table = table
             self.forward = forward
+
+        @property
+        def control(self) -> LineTable:
+            return self.table
 
     def __init__(
         self, *, name: str | None = None, id: str | None = None, classes: str | None = None
@@ -147,6 +168,8 @@ class QueueTable(ScrollView, can_focus=True):
         self._keys: list[str] = []
         self._cells: list[Sequence[Cell]] = []
         self._index: dict[str, int] = {}
+        self._highlighted: str | None = None
+        self._repaint_all = True
         self._pass_styles: tuple[Style, Style, Style, Style] | None = None
         self._pass_width = 0
         self._pass_top = 0
@@ -169,6 +192,7 @@ class QueueTable(ScrollView, can_focus=True):
 
     def set_columns(self, columns: Sequence[Column]) -> None:
         """Replace the columns (labels, widths)."""
+        self._repaint_all = True
         self.ordered_columns = list(columns)
         self._update_virtual_size()
         self.refresh()
@@ -179,7 +203,10 @@ class QueueTable(ScrollView, can_focus=True):
         self._cells = [cells for _, cells in rows]
         self._index = {key: i for i, key in enumerate(self._keys)}
         self._update_virtual_size()
-        self.cursor_row = self._clamp(cursor)
+        row = self._clamp(cursor)
+        self._highlighted = self._keys[row] if self._keys else None
+        self._repaint_all = True  # new rows: the whole table changes
+        self.cursor_row = row
         self.refresh()
 
     def get_column(self, key: str) -> list[Cell]:
@@ -215,13 +242,26 @@ class QueueTable(ScrollView, can_focus=True):
     def _data_height(self) -> int:
         return max(1, self.scrollable_content_region.height - 1)
 
-    def watch_cursor_row(self, row: int) -> None:
+    def watch_cursor_row(self, old_row: int, row: int) -> None:
+        key = self._keys[row] if 0 <= row < len(self._keys) else None
+        if key is not None and key != self._highlighted:
+            self._highlighted = key
+            self.post_message(self.RowHighlighted(self, key))
         top = round(self.scroll_offset.y)
         if row < top:
             self.scroll_to(y=row, animate=False, immediate=True)
         elif row >= top + self._data_height:
             self.scroll_to(y=row - self._data_height + 1, animate=False, immediate=True)
-        self.refresh()
+        elif self._repaint_all:
+            self._repaint_all = False
+            self.refresh()
+        else:
+            # Only the line the cursor left and the line it reached change: a frame then costs
+            # two lines instead of the whole table.
+            width = self.scrollable_content_region.width
+            self.refresh(
+                Region(0, old_row - top + 1, width, 1), Region(0, row - top + 1, width, 1)
+            )
 
     def action_cursor_up(self) -> None:
         self.cursor_row = self._clamp(self.cursor_row - 1)
@@ -231,13 +271,13 @@ class QueueTable(ScrollView, can_focus=True):
 
     def action_page_down(self) -> None:
         if self._keys and self.cursor_row >= len(self._keys) - 1:
-            self.post_message(self.EdgePaged(forward=True))
+            self.post_message(self.EdgePaged(self, forward=True))
             return
         self.cursor_row = self._clamp(self.cursor_row + self._data_height)
 
     def action_page_up(self) -> None:
         if self._keys and self.cursor_row <= 0:
-            self.post_message(self.EdgePaged(forward=False))
+            self.post_message(self.EdgePaged(self, forward=False))
             return
         self.cursor_row = self._clamp(self.cursor_row - self._data_height)
 
@@ -293,13 +333,23 @@ class QueueTable(ScrollView, can_focus=True):
         base = self.rich_style
         self._pass_styles = (
             base,
-            base + self.get_component_rich_style("queue-table--header"),
-            base + self.get_component_rich_style("queue-table--cursor"),
-            base + self.get_component_rich_style("queue-table--even-row"),
+            base + self.get_component_rich_style("line-table--header"),
+            base + self.get_component_rich_style("line-table--cursor"),
+            base + self.get_component_rich_style("line-table--even-row"),
         )
         self._pass_width = self.scrollable_content_region.width
         self._pass_top = round(self.scroll_offset.y)
+        self._fit_flex_columns(self._pass_width)
         return super().render_lines(crop)
+
+    def _fit_flex_columns(self, width: int) -> None:
+        flex = [c for c in self.ordered_columns if c.flex]
+        if not flex:
+            return
+        fixed = sum(c.get_render_width() for c in self.ordered_columns if not c.flex)
+        share = (width - fixed) // len(flex) - 2 * PADDING
+        for column in flex:
+            column.width = max(column.min_width, share)
 
     def render_line(self, y: int) -> Strip:
         if self._pass_styles is None:  # called outside render_lines
@@ -319,3 +369,7 @@ class QueueTable(ScrollView, can_focus=True):
         else:
             style = base
         return Strip(self._line(self._cells[row], style)).adjust_cell_length(width, style)
+
+
+class QueueTable(LineTable):
+    """The table of a queue: one page of requests."""
