@@ -259,9 +259,7 @@ class LineTable(ScrollView, can_focus=True):
             # Only the line the cursor left and the line it reached change: a frame then costs
             # two lines instead of the whole table.
             width = self.scrollable_content_region.width
-            self.refresh(
-                Region(0, old_row - top + 1, width, 1), Region(0, row - top + 1, width, 1)
-            )
+            self.refresh(Region(0, old_row - top + 1, width, 1), Region(0, row - top + 1, width, 1))
 
     def action_cursor_up(self) -> None:
         self.cursor_row = self._clamp(self.cursor_row - 1)
