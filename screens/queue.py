@@ -65,6 +65,8 @@ _WIDE_FROM = 110
 COUNTS_DELAY = 0.25
 # Seconds before the header says a page is still loading.
 LOADING_AFTER = 0.15
+# Seconds a moved status-panel cursor may wait for its page before it is painted anyway.
+STATUS_PAINT_DEADLINE = 0.1
 
 
 @dataclass
@@ -157,6 +159,8 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         self._hint_text = ""
         self._reload_on_resume = True
         self._status_before_panel = OPEN
+        self._status_paint_pending = False
+        self._status_paint_timer: Timer | None = None
         self._show_loading = False
         self._loading_timer: Timer | None = None
 
@@ -205,7 +209,7 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         if self._loading_timer is not None:
             self._loading_timer.stop()
         self._loading_timer = self.set_timer(LOADING_AFTER, self._loading_is_slow)
-        self._paint_header()
+        # The header changes with the rows (one frame), or says "loading…" if they are slow.
         self.load_queue_page(self._generation, self.query_state)
         if counts:
             # The page goes first; the counts follow once typing pauses, so a burst of
@@ -252,6 +256,7 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         self.page = message.page
         self._paint_table(message.page)
         self._paint_header()
+        self._paint_status()
 
     def on_counts_loaded(self, message: CountsLoaded) -> None:
         current = self.query_state
@@ -522,8 +527,24 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
     @on(StatusPanel.RowHighlighted, "#status-panel")
     def _status_highlighted(self, event: StatusPanel.RowHighlighted) -> None:
         status = event.row_key
-        if status != self.query_state.status:
-            self.set_query(status=status, page=0, counts=False)
+        panel = self.query_one(StatusPanel)
+        if status == self.query_state.status:
+            panel.paint_cursor()
+            return
+        self.set_query(status=status, page=0, counts=False)
+        # The panel's cursor, the counts bar and the rows change in one frame once the page is
+        # here (two frames in a row wait for Textual's second next tick); a slow page must
+        # not leave the cursor behind, hence the deadline.
+        self._status_paint_pending = True
+        if self._status_paint_timer is not None:
+            self._status_paint_timer.stop()
+        self._status_paint_timer = self.set_timer(STATUS_PAINT_DEADLINE, self._paint_status)
+
+    def _paint_status(self) -> None:
+        """Show the status the panel moved to: its cursor and the counts bar's highlight."""
+        if self._status_paint_pending:
+            self._status_paint_pending = False
+            self.query_one(StatusPanel).paint_cursor()
             self._paint_counts()
 
     @on(StatusPanel.Closed)
@@ -531,6 +552,8 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         if event.revert and self._status_before_panel != self.query_state.status:
             self.set_query(status=self._status_before_panel, page=0, counts=False)
             self._paint_counts()
+        self._status_paint_pending = True
+        self._paint_status()
         self.query_one(StatusPanel).display = False
         self.query_one(QueueTable).focus()
 
