@@ -79,6 +79,8 @@ class IllApp(App[None]):
         self.call_after_refresh(gc.freeze)
         if self.demo:
             self.add_class("-demo")
+        # Pushed rather than returned by get_default_screen(): Textual loads a screen's
+        # CSS_PATH only for pushed screens (and mode screens).
         self.push_screen(
             QueueScreen(
                 self.desk,

@@ -104,6 +104,7 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
     """Borrowing and lending queues: table, counts per status, filters, sort and paging."""
 
     CSS_PATH = SCREENS_DIR / "queue.tcss"
+    AUTO_FOCUS = "#queue-table"
     help_title: ClassVar[str] = "Queues"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("b", "show_direction('borrowing')", "Borrowing", id="queue.borrowing",
@@ -188,7 +189,9 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
 
     def on_mount(self) -> None:
         self._paint_header()
-        self.query_one(QueueTable).focus()
+        # Ask for the first page now, while Textual is still laying the screen out.
+        self._reload_on_resume = False
+        self.reload()
 
     def on_screen_resume(self) -> None:
         # Shown for the first time, or back from a screen that may have changed requests

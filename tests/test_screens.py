@@ -538,3 +538,15 @@ async def test_worker_errors_are_reported_not_swallowed(tmp_path: Path) -> None:
         errors = [n for n in app._notifications if n.severity == "error"]
         assert errors
         assert "database unreachable" in errors[0].message
+
+
+async def test_queue_fills_the_terminal(tmp_path: Path) -> None:
+    """At 120x40 the header lines are one line each and the table gets the rest."""
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert screen.query_one("#queue-top").region.height == 1
+        assert screen.query_one("#filter-row").region.height == 1
+        assert screen.query_one("#counts-bar").region.height == 2
+        assert screen.query_one(QueueTable).region.height >= SIZE[1] - 8
