@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterable
 from typing import ClassVar
 
+from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -89,6 +90,11 @@ class IllApp(App[None]):
                 locale=self.locale_name,
             )
         )
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key) and isinstance(self.screen, QueueScreen):
+            self.screen.key_arriving()
+        await super().on_event(event)
 
     def action_show_keys(self) -> None:
         """Open the key list of the current screen (built from its active bindings)."""

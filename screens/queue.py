@@ -9,6 +9,7 @@ rows. The counts per status load in their own worker and never hold the table ba
 from __future__ import annotations
 
 import dataclasses
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
@@ -67,6 +68,10 @@ COUNTS_DELAY = 0.25
 LOADING_AFTER = 0.15
 # Seconds a moved status-panel cursor may wait for its page before it is painted anyway.
 STATUS_PAINT_DEADLINE = 0.1
+# Seconds the frames of a search-box key are held waiting for the key's query (none started)
+# or for its page (see QueueScreen.key_arriving).
+HOLD_NO_QUERY = 0.03
+HOLD_MAX = 0.1
 
 
 @dataclass
@@ -162,6 +167,8 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         self._status_before_panel = OPEN
         self._status_paint_pending = False
         self._status_paint_timer: Timer | None = None
+        self._held: AbstractContextManager[None] | None = None
+        self._hold_timer: Timer | None = None
         self._show_loading = False
         self._loading_timer: Timer | None = None
 
@@ -212,6 +219,8 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         if self._loading_timer is not None:
             self._loading_timer.stop()
         self._loading_timer = self.set_timer(LOADING_AFTER, self._loading_is_slow)
+        if self._held is not None:  # a held key did start a query: wait for its page
+            self._hold_frames(HOLD_MAX)
         # The header changes with the rows (one frame), or says "loading…" if they are slow.
         self.load_queue_page(self._generation, self.query_state)
         if counts:
@@ -224,6 +233,37 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
             self._counts_timer = self.set_timer(
                 COUNTS_DELAY, lambda: self.load_status_counts(generation, query)
             )
+
+    def key_arriving(self) -> None:
+        """A key is about to reach the search box: hold the screen's frames until its page.
+
+        Typing a letter changes the box and then, a query later, the rows. Painted apart,
+        the rows wait for Textual's second next frame slot; held together they show in the
+        first. A key that starts no query is let go after ``HOLD_NO_QUERY``; a page that is
+        slow, after ``HOLD_MAX`` (the box then shows the letter and the rows follow).
+        """
+        if self.focused is not self.query_one("#filter-input", Input):
+            return
+        self._hold_frames(HOLD_NO_QUERY)
+
+    def _hold_frames(self, seconds: float) -> None:
+        if self._held is None:
+            self._held = self.app.batch_update()
+            self._held.__enter__()
+        if self._hold_timer is not None:
+            self._hold_timer.stop()
+        self._hold_timer = self.set_timer(seconds, self._release_frames)
+
+    def _release_frames(self) -> None:
+        if self._hold_timer is not None:
+            self._hold_timer.stop()
+            self._hold_timer = None
+        held, self._held = self._held, None
+        if held is not None:
+            held.__exit__(None, None, None)
+
+    def on_unmount(self) -> None:
+        self._release_frames()
 
     def _loading_is_slow(self) -> None:
         if self.page is None or self.page.query != self.query_state:
@@ -260,6 +300,7 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         self._paint_table(message.page)
         self._paint_header()
         self._paint_status()
+        self._release_frames()
 
     def on_counts_loaded(self, message: CountsLoaded) -> None:
         current = self.query_state

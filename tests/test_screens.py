@@ -550,3 +550,19 @@ async def test_queue_fills_the_terminal(tmp_path: Path) -> None:
         assert screen.query_one("#filter-row").region.height == 1
         assert screen.query_one("#counts-bar").region.height == 2
         assert screen.query_one(QueueTable).region.height >= SIZE[1] - 8
+
+
+async def test_search_keys_never_leave_the_screen_frozen(tmp_path: Path) -> None:
+    """Frames held for a search key's page are let go: for a key that starts no query
+    (a cursor move in the box), for a page that arrives, and when the screen goes away."""
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("slash", "left")  # no query
+        await pilot.pause(0.1)
+        assert app._batch_count == 0  # Textual's repaint hold counter: nothing held
+        await pilot.press(*"cyber")
+        await settle(pilot)
+        await pilot.pause(0.15)
+        assert app._batch_count == 0
+        assert titles(app) == ["Cybernetics"]
