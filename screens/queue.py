@@ -61,7 +61,7 @@ PARTY_LABEL = {Direction.BORROWING: "Patron", Direction.LENDING: "Library"}
 # Column widths for a narrow (80-column SSH) terminal and a wide one; the title takes the rest.
 _NARROW_WIDTHS = {"id": 5, "status": 15, "party": 16, "age": 5, "needed_by": 11}
 _WIDE_WIDTHS = {"id": 7, "status": 22, "party": 26, "age": 5, "needed_by": 11}
-_WIDE_FROM = 110
+_WIDE_FROM = 100
 # Seconds of quiet typing before the counts per status are recounted.
 COUNTS_DELAY = 0.25
 # Seconds before the header says a page is still loading.
@@ -317,7 +317,9 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
     # -- painting -----------------------------------------------------------------------------
 
     def _column_widths(self) -> dict[str, int]:
-        widths = dict(_WIDE_WIDTHS if self.size.width >= _WIDE_FROM else _NARROW_WIDTHS)
+        # the table's own width: narrower while the status panel is open beside it
+        width = self.query_one(QueueTable).size.width or self.size.width
+        widths = dict(_WIDE_WIDTHS if width >= _WIDE_FROM else _NARROW_WIDTHS)
         widths["title"] = 14  # the least it gets; it stretches to the table's width
         return widths
 
@@ -516,6 +518,7 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
             if panel.display:  # its statuses belong to the other queue
                 panel.display = False
                 self.query_one(QueueTable).focus()
+                self.call_after_refresh(self._refit_table)
             self.page = None
             self.set_query(direction=Direction(direction), status=OPEN, page=0)
 
@@ -567,6 +570,12 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         panel.show_statuses(self.query_state.direction, counts, current=self.query_state.status)
         panel.display = True
         panel.focus()
+        self.call_after_refresh(self._refit_table)
+
+    def _refit_table(self) -> None:
+        """Lay the columns out again for the table's new width (the panel opened or shut)."""
+        if self.page is not None:
+            self._paint_table(self.page)
 
     @on(StatusPanel.RowHighlighted, "#status-panel")
     def _status_highlighted(self, event: StatusPanel.RowHighlighted) -> None:
@@ -600,6 +609,7 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         self._paint_status()
         self.query_one(StatusPanel).display = False
         self.query_one(QueueTable).focus()
+        self.call_after_refresh(self._refit_table)
 
     def action_new_request(self) -> None:
         """Open the new-request form."""
