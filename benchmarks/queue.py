@@ -13,6 +13,7 @@ Times are printed, never asserted: targets are in the issue, the verdict is in t
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import statistics
@@ -30,6 +31,7 @@ TARGET_FIRST_PAGE_MS = 100.0
 TARGET_FIRST_PAGE_RATIO = 2.0
 TARGET_FILTER_P95_MS = 50.0
 TARGET_RSS_MB = 250.0
+FIRST_PAGE_STARTS = 5
 
 
 def _ms(seconds: float) -> float:
@@ -243,6 +245,9 @@ async def measure_app(path: Path, words: list[str], statuses: int) -> dict[str, 
                 return _ms(frame - pressed)
 
             text_ms: list[float] = []
+            if not words and not statuses:
+                results["rss_mb"] = psutil.Process(os.getpid()).memory_info().rss / 2**20
+                return results
             await pilot.press("slash")
             for word in words:
                 for char in word + " ":
@@ -273,6 +278,31 @@ async def measure_app(path: Path, words: list[str], statuses: int) -> dict[str, 
     return results
 
 
+def measure_first_pages(path: Path, starts: int) -> list[tuple[float, float, float]]:
+    """Start the app ``starts`` times, each in a fresh process as staff launch it; for each,
+    (ask -> painted, start -> painted, first query) in ms.
+
+    One start is one sample of thread scheduling while Textual builds its first screen, which
+    varies from one start to the next; the report gives the median and the worst.
+    """
+    samples = []
+    code = (
+        "import asyncio, json, sys; from pathlib import Path; from benchmarks import queue as q; "
+        "r = asyncio.run(q.measure_app(Path(sys.argv[1]), [], 0)); "
+        "print(json.dumps([r['first_page_ms'], r['first_page_from_start_ms'], "
+        "r['first_page_query_ms']]))"
+    )
+    root = str(Path(__file__).resolve().parent.parent)
+    for _ in range(starts):
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(path)],
+            check=True, capture_output=True, text=True, cwd=root,
+        ).stdout  # fmt: skip
+        ask, start, query = json.loads(out.strip().splitlines()[-1])
+        samples.append((ask, start, query))
+    return samples
+
+
 def run(db: Path, requests: int, rebuild: bool) -> int:
     """Run the queue benchmark and print its report."""
     from ill_tui import workflow
@@ -290,8 +320,12 @@ def run(db: Path, requests: int, rebuild: bool) -> int:
     raw_status = [raw_sql_ms(db, QueueQuery(status=s))[1] for s in status_values]
 
     results = asyncio.run(measure_app(db, words, statuses))
+    starts = measure_first_pages(db, FIRST_PAGE_STARTS)
 
-    first = results["first_page_ms"]
+    first = statistics.median(a for a, _, _ in starts)
+    first_worst = max(a for a, _, _ in starts)
+    from_start = statistics.median(b for _, b, _ in starts)
+    first_query = statistics.median(c for _, _, c in starts)
     text = results["text_filter_ms"]
     status = results["status_filter_ms"]
     rss = results["rss_mb"]
@@ -301,15 +335,18 @@ def run(db: Path, requests: int, rebuild: bool) -> int:
         print(f"  database build                         {build_s:9.1f} s")
     print(f"  raw SQL, first page (cold connection)  {raw_cold:9.2f} ms")
     print(f"  raw SQL, first page (warm, median)     {raw_warm:9.2f} ms")
-    print(f"  app: page query inside the worker      {results['first_page_query_ms']:9.2f} ms")
     print(
-        f"  app: first page, ask -> frame painted  {first:9.2f} ms   "
-        f"target <= {TARGET_FIRST_PAGE_MS:.0f} ms  "
+        f"  app: first page query inside the worker {first_query:8.2f} ms   "
+        f"(median of {len(starts)} starts)"
+    )
+    print(
+        f"  app: first page, ask -> frame painted  {first:9.2f} ms   median of {len(starts)} "
+        f"starts, worst {first_worst:.2f} ms   target <= {TARGET_FIRST_PAGE_MS:.0f} ms  "
         f"{'OK' if first <= TARGET_FIRST_PAGE_MS else 'MISSED'}"
     )
-    print(f"  app: start -> first page painted       {results['first_page_from_start_ms']:9.2f} ms")
+    print(f"  app: start -> first page painted       {from_start:9.2f} ms   (median)")
     ratio_cold = first / raw_cold if raw_cold else float("inf")
-    ratio_query = results["first_page_query_ms"] / raw_cold if raw_cold else float("inf")
+    ratio_query = first_query / raw_cold if raw_cold else float("inf")
     print(
         f"  ratio app first page / raw SQL (cold)  {ratio_cold:9.1f} x   "
         f"target <= {TARGET_FIRST_PAGE_RATIO:.0f} x  "

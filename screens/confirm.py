@@ -9,9 +9,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Label
+from textual.widgets import Button, Label
 
 from screens import SCREENS_DIR
+from screens.widgets.key_bar import KeyBar
 
 
 class ConfirmModal(ModalScreen[bool]):
@@ -30,7 +31,7 @@ class ConfirmModal(ModalScreen[bool]):
         self.no = no
 
     def compose(self) -> ComposeResult:
-        yield Footer()
+        yield KeyBar()
         with Vertical(id="confirm-dialog"):
             yield Label(self.question, id="confirm-question")
             with Horizontal(classes="dialog-buttons"):

@@ -15,9 +15,10 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Label
+from textual.widgets import DataTable, Label
 
 from screens import SCREENS_DIR
+from screens.widgets.key_bar import KeyBar
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class HelpModal(ModalScreen[None]):
         self._screen_title = screen_title
 
     def compose(self) -> ComposeResult:
-        yield Footer()
+        yield KeyBar()
         with Vertical(id="help-dialog"):
             yield Label(f"Keys: {self._screen_title}", id="help-title")
             yield DataTable(id="help-table", cursor_type="row", zebra_stripes=True)

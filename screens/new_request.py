@@ -16,7 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Label, RadioButton, RadioSet
+from textual.widgets import Button, Input, Label, RadioButton, RadioSet
 from textual.worker import Worker, WorkerState
 
 from ill_tui.models import Direction, ServiceType
@@ -24,6 +24,7 @@ from ill_tui.services.requests import RequestForm, ValidationFailed
 from screens import SCREENS_DIR
 from screens.base import ReportsWorkerErrors
 from screens.confirm import ConfirmModal
+from screens.widgets.key_bar import KeyBar
 
 if TYPE_CHECKING:
     from ill_tui.services.desk import Desk
@@ -112,7 +113,7 @@ class NewRequestModal(ReportsWorkerErrors, ModalScreen[Created | None]):
         self._busy = False
 
     def compose(self) -> ComposeResult:
-        yield Footer()
+        yield KeyBar()
         with Vertical(id="new-request-dialog"):
             yield Label("New request", id="new-request-title")
             with VerticalScroll(id="new-request-fields"):

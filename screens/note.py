@@ -11,12 +11,13 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Label, TextArea
+from textual.widgets import Button, Label, TextArea
 from textual.worker import Worker, WorkerState
 
 from ill_tui.services.requests import RequestNotFound, ValidationFailed
 from screens import SCREENS_DIR
 from screens.base import ReportsWorkerErrors
+from screens.widgets.key_bar import KeyBar
 
 if TYPE_CHECKING:
     from ill_tui.services.desk import Desk
@@ -54,7 +55,7 @@ class NoteModal(ReportsWorkerErrors, ModalScreen[int | None]):
         self._busy = False
 
     def compose(self) -> ComposeResult:
-        yield Footer()
+        yield KeyBar()
         with Vertical(id="note-dialog"):
             yield Label(f"Note on request {self.request_id}", id="note-title")
             yield TextArea(id="note-text", soft_wrap=True, tab_behavior="focus")

@@ -22,7 +22,7 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Header, Input, Label, Static
+from textual.widgets import Header, Input, Label, Static
 from textual.worker import get_current_worker
 
 from ill_tui import workflow
@@ -42,6 +42,7 @@ from screens.base import ReportsWorkerErrors
 from screens.new_request import Created, NewRequestModal
 from screens.request_detail import RequestDetailScreen
 from screens.status_change import StatusChangeModal
+from screens.widgets.key_bar import KeyBar
 from screens.widgets.queue_table import Column, QueueTable
 from screens.widgets.status_panel import StatusPanel
 
@@ -109,7 +110,7 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
     """Borrowing and lending queues: table, counts per status, filters, sort and paging."""
 
     CSS_PATH = SCREENS_DIR / "queue.tcss"
-    AUTO_FOCUS = "#queue-table"
+    AUTO_FOCUS = None  # focused in on_mount, before the first frame (no extra footer rebuild)
     help_title: ClassVar[str] = "Queues"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("b", "show_direction('borrowing')", "Borrowing", id="queue.borrowing",
@@ -192,10 +193,11 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
             # one of these two shows at a time
             yield QueueTable(id="queue-table")
             yield Static("", id="empty-state")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self._paint_header()
+        self.query_one(QueueTable).focus()
         # Ask for the first page now, while Textual is still laying the screen out.
         self._reload_on_resume = False
         self.reload()
@@ -261,6 +263,10 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         held, self._held = self._held, None
         if held is not None:
             held.__exit__(None, None, None)
+            # A timer calls us outside the screen's message loop, and the screen repaints
+            # only when that loop goes idle: prompt it, or what changed while held (the key
+            # bar after Escape, say) would wait for the next event to show.
+            self.check_idle()
 
     def on_unmount(self) -> None:
         self._release_frames()

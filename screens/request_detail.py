@@ -13,7 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual.widgets import DataTable, Header, Label, Static
 
 from ill_tui.clock import Clock, utcnow
 from ill_tui.identifiers import format_isbn, format_issn
@@ -23,6 +23,7 @@ from screens import SCREENS_DIR
 from screens.base import ReportsWorkerErrors
 from screens.note import NoteModal
 from screens.status_change import StatusChangeModal
+from screens.widgets.key_bar import KeyBar
 
 if TYPE_CHECKING:
     from ill_tui.services.desk import Desk
@@ -145,7 +146,7 @@ class RequestDetailScreen(ReportsWorkerErrors, Screen[None]):
             yield Static("", id="terms")
         yield Label("History (oldest first)", id="history-title")
         yield DataTable(id="history-table", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         table = self.query_one("#history-table", DataTable)

@@ -11,7 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Label, OptionList
+from textual.widgets import Button, Input, Label, OptionList
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
@@ -20,6 +20,7 @@ from ill_tui.models import Direction
 from ill_tui.services.requests import RequestNotFound, StaleRequest
 from screens import SCREENS_DIR
 from screens.base import ReportsWorkerErrors
+from screens.widgets.key_bar import KeyBar
 
 if TYPE_CHECKING:
     from ill_tui.services.desk import Desk
@@ -73,7 +74,7 @@ class StatusChangeModal(ReportsWorkerErrors, ModalScreen[str | None]):
         self._busy = False
 
     def compose(self) -> ComposeResult:
-        yield Footer()
+        yield KeyBar()
         with Vertical(id="status-change-dialog"):
             yield Label(
                 f"Request {self.request_id} · {self.direction.value} · now {self.status}",
