@@ -12,5 +12,5 @@ lint:
 test:
 	python3 -m pytest -q
 
-typecheck:  ## mypy --strict on ill_tui and adapters (not yet part of CI)
+typecheck:  ## mypy --strict on ill_tui, adapters and screens (part of CI)
 	mypy
