@@ -67,9 +67,7 @@ _WIDE_FROM = 100
 COUNTS_DELAY = 0.25
 # Seconds before the header says a page is still loading.
 LOADING_AFTER = 0.15
-# Seconds a moved status-panel cursor may wait for its page before it is painted anyway.
-STATUS_PAINT_DEADLINE = 0.1
-# Seconds the frames of a search-box key are held waiting for the key's query (none started)
+# Seconds the frames of a filter key are held waiting for the key's query (none started)
 # or for its page (see QueueScreen.key_arriving).
 HOLD_NO_QUERY = 0.03
 HOLD_MAX = 0.1
@@ -166,8 +164,6 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         self._hint_text = ""
         self._reload_on_resume = True
         self._status_before_panel = OPEN
-        self._status_paint_pending = False
-        self._status_paint_timer: Timer | None = None
         self._held: AbstractContextManager[None] | None = None
         self._hold_timer: Timer | None = None
         self._show_loading = False
@@ -237,16 +233,20 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
             )
 
     def key_arriving(self) -> None:
-        """A key is about to reach the search box: hold the screen's frames until its page.
+        """A key is about to reach a filter (search box or status panel): hold the screen's
+        frames until the page it asks for.
 
-        Typing a letter changes the box and then, a query later, the rows. Painted apart,
-        the rows wait for Textual's second next frame slot; held together they show in the
-        first. A key that starts no query is let go after ``HOLD_NO_QUERY``; a page that is
-        slow, after ``HOLD_MAX`` (the box then shows the letter and the rows follow).
+        A key changes the filter (the typed letter, the panel's cursor and counts) and then,
+        a query later, the rows. Painted apart, the rows wait for Textual's second next frame
+        slot; held together they show in the first. A key that starts no query is let go
+        after ``HOLD_NO_QUERY``; a page that is slow, after ``HOLD_MAX`` (the filter then
+        shows its change and the rows follow).
         """
-        if self.focused is not self.query_one("#filter-input", Input):
-            return
-        self._hold_frames(HOLD_NO_QUERY)
+        if self.focused in (
+            self.query_one("#filter-input", Input),
+            self.query_one(StatusPanel),
+        ):
+            self._hold_frames(HOLD_NO_QUERY)
 
     def _hold_frames(self, seconds: float) -> None:
         if self._held is None:
@@ -305,7 +305,6 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         self.page = message.page
         self._paint_table(message.page)
         self._paint_header()
-        self._paint_status()
         self._release_frames()
 
     def on_counts_loaded(self, message: CountsLoaded) -> None:
@@ -585,25 +584,8 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
 
     @on(StatusPanel.RowHighlighted, "#status-panel")
     def _status_highlighted(self, event: StatusPanel.RowHighlighted) -> None:
-        status = event.row_key
-        panel = self.query_one(StatusPanel)
-        if status == self.query_state.status:
-            panel.paint_cursor()
-            return
-        self.set_query(status=status, page=0, counts=False)
-        # The panel's cursor, the counts bar and the rows change in one frame once the page is
-        # here (two frames in a row wait for Textual's second next tick); a slow page must
-        # not leave the cursor behind, hence the deadline.
-        self._status_paint_pending = True
-        if self._status_paint_timer is not None:
-            self._status_paint_timer.stop()
-        self._status_paint_timer = self.set_timer(STATUS_PAINT_DEADLINE, self._paint_status)
-
-    def _paint_status(self) -> None:
-        """Show the status the panel moved to: its cursor and the counts bar's highlight."""
-        if self._status_paint_pending:
-            self._status_paint_pending = False
-            self.query_one(StatusPanel).paint_cursor()
+        if event.row_key != self.query_state.status:
+            self.set_query(status=event.row_key, page=0, counts=False)
             self._paint_counts()
 
     @on(StatusPanel.Closed)
@@ -611,8 +593,6 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         if event.revert and self._status_before_panel != self.query_state.status:
             self.set_query(status=self._status_before_panel, page=0, counts=False)
             self._paint_counts()
-        self._status_paint_pending = True
-        self._paint_status()
         self.query_one(StatusPanel).display = False
         self.query_one(QueueTable).focus()
         self.call_after_refresh(self._refit_table)

@@ -171,10 +171,6 @@ class LineTable(ScrollView, can_focus=True):
         self._index: dict[str, int] = {}
         self._highlighted: str | None = None
         self._repaint_all = True
-        self._cursor_regions: list[Region] = []
-        # When True, a cursor move is painted only when ``paint_cursor`` is called: a caller
-        # whose cursor moves load new content can show both in one frame.
-        self.defer_cursor_paint = False
         self._pass_styles: tuple[Style, Style, Style, Style] | None = None
         self._pass_width = 0
         self._pass_top = 0
@@ -264,18 +260,7 @@ class LineTable(ScrollView, can_focus=True):
             # Only the line the cursor left and the line it reached change: a frame then costs
             # two lines instead of the whole table.
             width = self.scrollable_content_region.width
-            self._cursor_regions += [
-                Region(0, old_row - top + 1, width, 1),
-                Region(0, row - top + 1, width, 1),
-            ]
-            if not self.defer_cursor_paint:
-                self.paint_cursor()
-
-    def paint_cursor(self) -> None:
-        """Repaint the lines a cursor move changed (see ``defer_cursor_paint``)."""
-        if self._cursor_regions:
-            self.refresh(*self._cursor_regions)
-            self._cursor_regions = []
+            self.refresh(Region(0, old_row - top + 1, width, 1), Region(0, row - top + 1, width, 1))
 
     def action_cursor_up(self) -> None:
         self.cursor_row = self._clamp(self.cursor_row - 1)

@@ -57,10 +57,6 @@ class StatusPanel(LineTable):
     }
     """
 
-    def on_mount(self) -> None:
-        # The queue screen paints the moved cursor together with the rows it filtered.
-        self.defer_cursor_paint = True
-
     class Closed(Message):
         """Staff finished with the panel: ``revert`` when they pressed Escape."""
 
