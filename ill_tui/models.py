@@ -141,12 +141,6 @@ class Partner(SQLModel, table=True):
         """The agency id as staff write it, e.g. ``ISIL:DK-820010``."""
         return f"{self.agency_id_type}:{self.agency_id_value}"
 
-    def charge_for(self, service_type: ServiceType | str) -> Decimal:
-        """The partner's charge for ``service_type``, in the partner's currency."""
-        if ServiceType(service_type) is ServiceType.COPY:
-            return self.copy_charge
-        return self.loan_charge
-
 
 class Request(SQLModel, table=True):
     """One ILL transaction and its citation.

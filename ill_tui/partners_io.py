@@ -125,29 +125,23 @@ def partner_record(partner: Partner) -> dict[str, Any]:
     return record
 
 
+_TOML_ESCAPES = {
+    "\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b",
+    "\f": "\\f",
+}  # fmt: skip
+
+
 def _toml_string(value: str) -> str:
-    out = ['"']
+    """A TOML basic string: the short escapes where TOML has one, \\uXXXX for other controls."""
+    out = []
     for ch in value:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == '"':
-            out.append('\\"')
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\b":
-            out.append("\\b")
-        elif ch == "\f":
-            out.append("\\f")
+        if ch in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[ch])
         elif ord(ch) < 0x20 or ord(ch) == 0x7F:
             out.append(f"\\u{ord(ch):04X}")
         else:
             out.append(ch)
-    out.append('"')
-    return "".join(out)
+    return '"' + "".join(out) + '"'
 
 
 def _toml_value(value: Any) -> str:

@@ -85,7 +85,6 @@ class PageLoaded(Message):
 class CountsLoaded(Message):
     """The counts per status of the queue came back."""
 
-    generation: int
     query: QueueQuery
     counts: dict[str, int]
 
@@ -162,7 +161,7 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         # shown (tests and the benchmark wait on it).
         self.counts_pending = False
         self._hint_text = ""
-        self._reload_on_resume = True
+        self._reload_on_resume = False
         self._status_before_panel = OPEN
         self._held: AbstractContextManager[None] | None = None
         self._hold_timer: Timer | None = None
@@ -195,13 +194,12 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         self._paint_header()
         self.query_one(QueueTable).focus()
         # Ask for the first page now, while Textual is still laying the screen out.
-        self._reload_on_resume = False
         self.reload()
 
     def on_screen_resume(self) -> None:
-        # Shown for the first time, or back from a screen that may have changed requests
-        # (detail, status change). Dialogs that change nothing (status filter, keys, palette)
-        # do not cost a reload; the new-request form reloads through its own callback.
+        # Back from a screen that may have changed requests (detail, status change).
+        # Dialogs that change nothing (status panel, keys, palette) do not cost a reload;
+        # the new-request form reloads through its own callback.
         if self._reload_on_resume:
             self._reload_on_resume = False
             self.reload()
@@ -211,15 +209,15 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
     def reload(self, *, counts: bool = True) -> None:
         """Query the current page (and, unless told otherwise, the counts) again."""
         self._generation += 1
-        # Most pages arrive within a frame or two; say "loading…" only when one does not, so
-        # the header does not flicker (nor spend the frame the rows need) on every keystroke.
+        # The header changes with the rows (one frame). Most pages arrive within a frame or
+        # two; say "loading…" only when one does not, so the header does not flicker (nor
+        # spend the frame the rows need) on every keystroke.
         self._show_loading = False
         if self._loading_timer is not None:
             self._loading_timer.stop()
         self._loading_timer = self.set_timer(LOADING_AFTER, self._loading_is_slow)
         if self._held is not None:  # a held key did start a query: wait for its page
             self._hold_frames(HOLD_MAX)
-        # The header changes with the rows (one frame), or says "loading…" if they are slow.
         self.load_queue_page(self._generation, self.query_state)
         if counts:
             # The page goes first; the counts follow once typing pauses, so a burst of
@@ -227,9 +225,9 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
             if self._counts_timer is not None:
                 self._counts_timer.stop()
             self.counts_pending = True
-            generation, query = self._generation, self.query_state
+            query = self.query_state
             self._counts_timer = self.set_timer(
-                COUNTS_DELAY, lambda: self.load_status_counts(generation, query)
+                COUNTS_DELAY, lambda: self.load_status_counts(query)
             )
 
     def key_arriving(self) -> None:
@@ -289,7 +287,7 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
             self.post_message(PageLoaded(generation, page))
 
     @work(thread=True, exclusive=True, group="queue-counts", exit_on_error=False)
-    def load_status_counts(self, generation: int, query: QueueQuery) -> None:
+    def load_status_counts(self, query: QueueQuery) -> None:
         """Worker: the counts per status for the counts bar and the status filter."""
         worker = get_current_worker()
         try:
@@ -297,7 +295,7 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         except QueryCancelled:
             return  # a newer count replaced this one
         if not worker.is_cancelled:
-            self.post_message(CountsLoaded(generation, query, counts))
+            self.post_message(CountsLoaded(query, counts))
 
     def on_page_loaded(self, message: PageLoaded) -> None:
         if message.generation != self._generation:
@@ -351,7 +349,6 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         table.set_columns(columns)
         now = self.clock()
         rows = [(str(row.id), self._cells(row, now)) for row in page.rows]
-        cursor = 0
         keys = {key: i for i, (key, _) in enumerate(rows)}
         target = self._select_after_load
         if target is not None and str(target) in keys:

@@ -64,6 +64,18 @@ def _fit(text: str, width: int, justify: str) -> str:
     return text + " " * (width - size)
 
 
+class TableMessage(Message):
+    """A message about a LineTable; ``control`` lets ``@on(..., "#id")`` pick the table."""
+
+    def __init__(self, table: LineTable) -> None:
+        super().__init__()
+        self.table = table
+
+    @property
+    def control(self) -> LineTable:
+        return self.table
+
+
 class LineTable(ScrollView, can_focus=True):
     """Rows of plain cells under a fixed header line; only visible lines are rendered."""
 
@@ -113,53 +125,33 @@ class LineTable(ScrollView, can_focus=True):
     # repaint=False: the watcher repaints just the lines the cursor left and reached
     cursor_row: reactive[int] = reactive(0, always_update=True, repaint=False)
 
-    class RowSelected(Message):
+    class RowSelected(TableMessage):
         """Enter on a row, or a click on the highlighted row."""
 
         def __init__(self, table: LineTable, row_key: str) -> None:
-            super().__init__()
-            self.table = table
+            super().__init__(table)
             self.row_key = row_key
 
-        @property
-        def control(self) -> LineTable:
-            return self.table
-
-    class RowHighlighted(Message):
+    class RowHighlighted(TableMessage):
         """The cursor moved to another row (not posted when rows are replaced)."""
 
         def __init__(self, table: LineTable, row_key: str) -> None:
-            super().__init__()
-            self.table = table
+            super().__init__(table)
             self.row_key = row_key
 
-        @property
-        def control(self) -> LineTable:
-            return self.table
-
-    class HeaderSelected(Message):
+    class HeaderSelected(TableMessage):
         """A click on a column header."""
 
         def __init__(self, table: LineTable, column_key: str) -> None:
-            super().__init__()
-            self.table = table
+            super().__init__(table)
             self.column_key = column_key
 
-        @property
-        def control(self) -> LineTable:
-            return self.table
-
-    class EdgePaged(Message):
+    class EdgePaged(TableMessage):
         """Page down on the last row (forward) or page up on the first row (backward)."""
 
         def __init__(self, table: LineTable, forward: bool) -> None:
-            super().__init__()
-            self.table = table
+            super().__init__(table)
             self.forward = forward
-
-        @property
-        def control(self) -> LineTable:
-            return self.table
 
     def __init__(
         self, *, name: str | None = None, id: str | None = None, classes: str | None = None
@@ -186,11 +178,6 @@ class LineTable(ScrollView, can_focus=True):
     def row_count(self) -> int:
         return len(self._keys)
 
-    @property
-    def row_keys(self) -> list[str]:
-        """Row keys, top to bottom."""
-        return list(self._keys)
-
     def set_columns(self, columns: Sequence[Column]) -> None:
         """Replace the columns (labels, widths)."""
         self._repaint_all = True
@@ -214,10 +201,6 @@ class LineTable(ScrollView, can_focus=True):
         """The cells of one column, top to bottom."""
         position = next(i for i, c in enumerate(self.ordered_columns) if c.key == key)
         return [cells[position] for cells in self._cells]
-
-    def get_row_index(self, key: str) -> int:
-        """The position of the row with ``key``; KeyError if it is not shown."""
-        return self._index[key]
 
     @property
     def highlighted_key(self) -> str | None:
