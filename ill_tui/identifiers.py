@@ -1,7 +1,15 @@
 """Standard identifiers of a citation: check, normalise, format.
 
 ISBN and ISSN checks use python-stdnum. Every ``normalise_*`` function returns the compact form
-we store and query with, or raises ``InvalidIdentifier`` with a sentence staff can act on.
+we store and query with, or raises ``InvalidIdentifier`` (``WrongCheckDigit`` when only the check
+digit is wrong) with a sentence staff can act on. The error names the identifier
+(``identifier``: "ISBN", "ISSN", "OCLC number", "LCCN", "DOI", "PMID"), the value as typed and
+the reason, so a form or an import report can say which field is wrong and why.
+
+The spellings people paste are accepted: a leading label (``ISBN 0-306-40615-2``,
+``ISSN: 0378-5955``, ``PMID 12345``), a trailing qualifier as in MARC 020 ``$a``
+(``0306406152 (pbk.)``), and resolver prefixes (``info:doi/``, ``https://doi.org/``,
+``urn:ISBN:``, ``info:pmid/``, ``info:oclcnum/``).
 """
 
 from __future__ import annotations
@@ -14,27 +22,89 @@ from stdnum.exceptions import InvalidChecksum, InvalidComponent, InvalidFormat, 
 
 
 class InvalidIdentifier(ValueError):
-    """An identifier that cannot be right: wrong length, characters or check digit."""
+    """An identifier that cannot be right: wrong length, characters or check digit.
+
+    Attributes:
+        identifier: which kind of identifier ("ISBN", "ISSN", "OCLC number", "LCCN", "DOI",
+            "PMID").
+        value: the value as it was given (stripped).
+        reason: why it was refused, in words staff understand.
+    """
+
+    def __init__(self, identifier: str, value: str, reason: str) -> None:
+        self.identifier = identifier
+        self.value = value.strip()
+        self.reason = reason
+        shown = f" {self.value}" if self.value else ""
+        super().__init__(f"{identifier}{shown} {reason}")
+
+
+class WrongCheckDigit(InvalidIdentifier):
+    """The identifier has the right shape but its check digit does not match (a typo)."""
+
+    def __init__(self, identifier: str, value: str) -> None:
+        super().__init__(identifier, value, "has a wrong check digit.")
+
+
+# A label in front ("ISBN", "ISBN-13:", "eISSN", "urn:ISBN:") and a qualifier behind
+# ("(pbk.)", "(v. 1)"), as catalogs and citation managers write them.
+_ISBN_LABEL = re.compile(r"^\s*(?:urn:isbn:|isbn(?:[\s-]*1[03])?\s*:?)\s*", re.IGNORECASE)
+_ISSN_LABEL = re.compile(r"^\s*(?:urn:issn:|e?-?issn\s*:?)\s*", re.IGNORECASE)
+_QUALIFIER = re.compile(r"\s*\([^()]*\)\s*$")
+
+
+def _unlabelled(value: str, label: re.Pattern[str]) -> str:
+    return _QUALIFIER.sub("", label.sub("", value))
 
 
 def normalise_isbn(value: str) -> str:
     """Return the ISBN-13 (digits only) of an ISBN-10 or ISBN-13 in any usual spelling.
 
-    >>> normalise_isbn("0-306-40615-2")
+    >>> normalise_isbn("ISBN 0-306-40615-2")
     '9780306406157'
+
+    Raises:
+        WrongCheckDigit: the check digit does not match.
+        InvalidIdentifier: not 10 or 13 digits, or not an ISBN at all.
     """
-    compact = _isbn.compact(value)
+    compact = _isbn.compact(_unlabelled(value, _ISBN_LABEL))
     try:
         _isbn.validate(compact)
     except InvalidChecksum:
-        raise InvalidIdentifier(f"ISBN {value.strip()} has a wrong check digit.") from None
+        raise WrongCheckDigit("ISBN", value) from None
     except InvalidLength:
         raise InvalidIdentifier(
-            f"ISBN {value.strip()} must have 10 or 13 digits (the last of an ISBN-10 may be X)."
+            "ISBN", value, "must have 10 or 13 digits (the last of an ISBN-10 may be X)."
         ) from None
     except (InvalidFormat, InvalidComponent):
-        raise InvalidIdentifier(f"ISBN {value.strip()} is not an ISBN.") from None
-    return _isbn.to_isbn13(compact)
+        raise InvalidIdentifier("ISBN", value, "is not an ISBN.") from None
+    return str(_isbn.to_isbn13(compact))
+
+
+def isbn10(value: str) -> str | None:
+    """The ISBN-10 of an ISBN in any spelling, or None for a 979 ISBN, which has none.
+
+    >>> isbn10("978-0-306-40615-7")
+    '0306406152'
+
+    Raises:
+        InvalidIdentifier: ``value`` is not a valid ISBN.
+    """
+    isbn13 = normalise_isbn(value)
+    if not isbn13.startswith("978"):
+        return None
+    return str(_isbn.to_isbn10(isbn13))
+
+
+def isbn_forms(value: str) -> tuple[str, ...]:
+    """Both spellings a catalog may hold an ISBN under: ``(isbn13, isbn10)`` or ``(isbn13,)``.
+
+    Raises:
+        InvalidIdentifier: ``value`` is not a valid ISBN.
+    """
+    isbn13 = normalise_isbn(value)
+    ten = isbn10(isbn13)
+    return (isbn13, ten) if ten else (isbn13,)
 
 
 def format_isbn(value: str) -> str:
@@ -46,16 +116,21 @@ def format_isbn(value: str) -> str:
 
 
 def normalise_issn(value: str) -> str:
-    """Return the 8-character compact ISSN (``00015547``)."""
-    compact = _issn.compact(value)
+    """Return the 8-character compact ISSN (``00015547``), check digit X in capitals.
+
+    Raises:
+        WrongCheckDigit: the check digit does not match.
+        InvalidIdentifier: not 8 characters, or not an ISSN.
+    """
+    compact = _issn.compact(_unlabelled(value, _ISSN_LABEL))
     try:
         _issn.validate(compact)
     except InvalidChecksum:
-        raise InvalidIdentifier(f"ISSN {value.strip()} has a wrong check digit.") from None
+        raise WrongCheckDigit("ISSN", value) from None
     except InvalidLength:
-        raise InvalidIdentifier(f"ISSN {value.strip()} must have 8 characters.") from None
+        raise InvalidIdentifier("ISSN", value, "must have 8 characters.") from None
     except (InvalidFormat, InvalidComponent):
-        raise InvalidIdentifier(f"ISSN {value.strip()} is not an ISSN.") from None
+        raise InvalidIdentifier("ISSN", value, "is not an ISSN.") from None
     return str(compact)
 
 
@@ -64,40 +139,97 @@ def format_issn(value: str) -> str:
     return f"{value[:4]}-{value[4:]}" if len(value) == 8 else value
 
 
-_OCLC = re.compile(r"^\s*(?:\(OCoLC\))?\s*(?:ocm|ocn|on)?\s*0*(\d{1,12})\s*$", re.IGNORECASE)
+_OCLC = re.compile(
+    r"^\s*(?:info:oclcnum/)?(?:\(OCoLC\))?\s*(?:ocm|ocn|on)?\s*(\d{1,12})\s*$", re.IGNORECASE
+)
 
 
 def normalise_oclc(value: str) -> str:
-    """Return the bare OCLC number from ``ocm00012345``, ``(OCoLC)12345``, ``on1234567890``."""
+    """Return the bare OCLC number from ``ocm00012345``, ``(OCoLC)12345``, ``on1234567890``.
+
+    Raises:
+        InvalidIdentifier: not digits after the usual prefixes, or all zeros (``ocm00000000``
+            is a placeholder some systems write, not a record).
+    """
     match = _OCLC.match(value)
     if not match:
-        raise InvalidIdentifier(f"OCLC number {value.strip()} is not digits (ocm/ocn/on allowed).")
-    return match.group(1)
+        raise InvalidIdentifier(
+            "OCLC number", value, "is not digits (ocm, ocn, on or (OCoLC) in front allowed)."
+        )
+    number = match.group(1).lstrip("0")
+    if not number:
+        raise InvalidIdentifier("OCLC number", value, "is zero, which no OCLC record has.")
+    return number
 
 
 _LCCN = re.compile(r"^([a-z]{0,3})(\d{2}|\d{4})-?(\d{1,6})$")
 
 
 def normalise_lccn(value: str) -> str:
-    """LC-normalise an LCCN: ``sn 78-1234`` -> ``sn78001234``."""
-    text = re.sub(r"\s+", "", value.lower()).split("/")[0]
+    """LC-normalise an LCCN: ``sn 78-1234`` -> ``sn78001234``.
+
+    The Library of Congress rules: remove blanks and anything from a forward slash on; when a
+    hyphen is present, drop it and left-pad the serial after it with zeros to six digits.
+
+    Raises:
+        InvalidIdentifier: not an LCCN after normalising.
+    """
+    text = re.sub(r"^\s*(?:info:lccn/|lccn\s*:?)", "", value, flags=re.IGNORECASE)
+    text = re.sub(r"\s+", "", text.lower()).split("/")[0]
     match = _LCCN.match(text)
     if not match:
-        raise InvalidIdentifier(f"LCCN {value.strip()} is not an LCCN (e.g. 2001012345).")
+        raise InvalidIdentifier("LCCN", value, "is not an LCCN (e.g. 2001012345 or sn 78-1234).")
     prefix, year, serial = match.groups()
     return f"{prefix}{year}{serial.zfill(6)}"
 
 
 _DOI = re.compile(r"^10\.\d{4,9}/\S+$")
+_DOI_PREFIX = re.compile(
+    r"^(?:doi:\s*|info:doi/|https?://(?:dx\.)?doi\.org/|(?:dx\.)?doi\.org/)", re.IGNORECASE
+)
 
 
 def normalise_doi(value: str) -> str:
-    """Strip ``doi:`` / resolver prefixes and check the DOI's shape (``10.NNNN/suffix``)."""
-    text = value.strip()
-    text = re.sub(r"^(?:doi:|https?://(?:dx\.)?doi\.org/)", "", text, flags=re.IGNORECASE)
+    """Strip ``doi:`` / ``info:doi/`` / resolver prefixes and check the DOI's shape.
+
+    A DOI is ``10.`` + a registrant code of 4 to 9 digits + ``/`` + a suffix without blanks.
+    The suffix keeps its case (DOIs compare case-insensitively; see ``doi_key``).
+
+    Raises:
+        InvalidIdentifier: the value does not look like ``10.NNNN/suffix``.
+    """
+    text = _DOI_PREFIX.sub("", value.strip())
     if not _DOI.match(text):
-        raise InvalidIdentifier(f"DOI {value.strip()} does not look like 10.NNNN/suffix.")
+        raise InvalidIdentifier("DOI", value, "does not look like 10.NNNN/suffix.")
     return text
+
+
+def doi_key(doi: str) -> str:
+    """The form two DOIs are compared in: DOIs are case-insensitive (ASCII upper-cased)."""
+    return doi.strip().upper()
+
+
+_PMID = re.compile(
+    r"^\s*(?:pmid\s*:?\s*|info:pmid/|https?://(?:www\.)?(?:pubmed\.ncbi\.nlm\.nih\.gov|"
+    r"ncbi\.nlm\.nih\.gov/pubmed)/)?(\d{1,10})/?\s*$",
+    re.IGNORECASE,
+)
+
+
+def normalise_pmid(value: str) -> str:
+    """Return the PubMed id as bare digits from ``12345``, ``PMID: 12345``, ``info:pmid/12345``
+    or a pubmed.ncbi.nlm.nih.gov link.
+
+    Raises:
+        InvalidIdentifier: not digits, or zero.
+    """
+    match = _PMID.match(value)
+    if not match:
+        raise InvalidIdentifier("PMID", value, "is not a PubMed id (digits, e.g. 15361993).")
+    number = match.group(1).lstrip("0")
+    if not number:
+        raise InvalidIdentifier("PMID", value, "is zero, which no PubMed record has.")
+    return number
 
 
 def search_forms(token: str) -> list[str]:

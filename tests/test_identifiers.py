@@ -11,13 +11,18 @@ from hypothesis import strategies as st
 
 from ill_tui.identifiers import (
     InvalidIdentifier,
+    WrongCheckDigit,
+    doi_key,
     format_isbn,
     format_issn,
+    isbn10,
+    isbn_forms,
     normalise_doi,
     normalise_isbn,
     normalise_issn,
     normalise_lccn,
     normalise_oclc,
+    normalise_pmid,
     search_forms,
 )
 
@@ -267,3 +272,134 @@ def test_doi_refused(typed: str) -> None:
 )
 def test_search_forms(token: str, forms: list[str]) -> None:
     assert search_forms(token) == forms
+
+
+# ------------------------------------------------------- labels, both ISBN forms, named errors
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        ("ISBN 0-306-40615-2", "9780306406157"),
+        ("isbn: 0306406152", "9780306406157"),
+        ("ISBN-13: 978-0-306-40615-7", "9780306406157"),
+        ("ISBN-10 0-306-40615-2", "9780306406157"),
+        ("ISBN13 9780306406157", "9780306406157"),
+        ("urn:ISBN:0-306-40615-2", "9780306406157"),
+        ("0306406152 (pbk.)", "9780306406157"),
+        ("ISBN 080442957X (v. 1)", "9780804429573"),
+    ],
+)
+def test_isbn_with_label_or_qualifier(typed: str, expected: str) -> None:
+    assert normalise_isbn(typed) == expected
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [("ISSN 0378-5955", "03785955"), ("ISSN: 0378-5955", "03785955"),
+     ("eISSN 2434-561x", "2434561X"), ("urn:ISSN:0378-5955", "03785955")],
+)  # fmt: skip
+def test_issn_with_label(typed: str, expected: str) -> None:
+    assert normalise_issn(typed) == expected
+
+
+def test_isbn_both_ways() -> None:
+    assert isbn10("9780306406157") == "0306406152"
+    assert isbn10("978-0-8044-2957-3") == "080442957X"
+    assert isbn10("0-306-40615-2") == "0306406152"
+    assert isbn10("979-10-90636-07-1") is None  # 979 ISBNs have no ISBN-10
+    assert isbn_forms("0306406152") == ("9780306406157", "0306406152")
+    assert isbn_forms("9791090636071") == ("9791090636071",)
+    with pytest.raises(WrongCheckDigit):
+        isbn10("978-0-306-40615-8")
+
+
+@given(st.data())
+def test_generated_isbn10_and_isbn13_round_trip(data: st.DataObject) -> None:
+    ten = data.draw(isbn10s())
+    thirteen = normalise_isbn(ten)
+    assert isbn10(thirteen) == ten.upper()
+    assert isbn10(spelled(data.draw, thirteen)) == ten.upper()
+    assert isbn_forms(ten) == (thirteen, ten.upper())
+
+
+@pytest.mark.parametrize(
+    ("call", "typed", "kind", "error"),
+    [
+        (normalise_isbn, "ISBN 0-306-40615-3", "ISBN", WrongCheckDigit),
+        (normalise_issn, "0378-5954", "ISSN", WrongCheckDigit),
+        (normalise_isbn, "12345", "ISBN", InvalidIdentifier),
+        (normalise_oclc, "ocmABC", "OCLC number", InvalidIdentifier),
+        (normalise_lccn, "abcd", "LCCN", InvalidIdentifier),
+        (normalise_doi, "11.1/x", "DOI", InvalidIdentifier),
+        (normalise_pmid, "PMID abc", "PMID", InvalidIdentifier),
+    ],
+)
+def test_errors_name_the_identifier_and_the_reason(
+    call: Callable[[str], str], typed: str, kind: str, error: type[InvalidIdentifier]
+) -> None:
+    with pytest.raises(error) as caught:
+        call(typed)
+    assert type(caught.value) is error
+    assert caught.value.identifier == kind
+    assert caught.value.value == typed.strip()
+    assert str(caught.value).startswith(f"{kind} {typed.strip()} ")
+    assert caught.value.reason in str(caught.value)
+    assert isinstance(caught.value, ValueError)  # callers catching ValueError still work
+
+
+@pytest.mark.parametrize("typed", ["ocm00000000", "(OCoLC)0", "on0000000000", "0"])
+def test_oclc_zero_is_refused_not_silently_zero(typed: str) -> None:
+    with pytest.raises(InvalidIdentifier, match="zero"):
+        normalise_oclc(typed)
+
+
+def test_oclc_resolver_prefix() -> None:
+    assert normalise_oclc("info:oclcnum/ocm00012345") == "12345"
+    assert normalise_oclc("info:oclcnum/1234567890") == "1234567890"
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [("info:lccn/2001012345", "2001012345"), ("LCCN sn 78-1234", "sn78001234"),
+     ("lccn: 85-2", "85000002")],
+)  # fmt: skip
+def test_lccn_with_label(typed: str, expected: str) -> None:
+    assert normalise_lccn(typed) == expected
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [("info:doi/10.1038/nphys1170", "10.1038/nphys1170"),
+     ("doi: 10.1038/nphys1170", "10.1038/nphys1170"),
+     ("doi.org/10.1038/nphys1170", "10.1038/nphys1170")],
+)  # fmt: skip
+def test_doi_prefixes(typed: str, expected: str) -> None:
+    assert normalise_doi(typed) == expected
+
+
+def test_doi_key_ignores_case() -> None:
+    assert doi_key("10.1038/NPHYS1170") == doi_key(" 10.1038/nphys1170")
+    assert doi_key("10.1038/nphys1170") != doi_key("10.1038/nphys1171")
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        ("15361993", "15361993"),
+        ("PMID: 15361993", "15361993"),
+        ("pmid 15361993", "15361993"),
+        ("info:pmid/15361993", "15361993"),
+        ("https://pubmed.ncbi.nlm.nih.gov/15361993/", "15361993"),
+        ("http://www.ncbi.nlm.nih.gov/pubmed/15361993", "15361993"),
+        ("0015361993", "15361993"),
+    ],
+)
+def test_pmid_forms(typed: str, expected: str) -> None:
+    assert normalise_pmid(typed) == expected
+
+
+@pytest.mark.parametrize("typed", ["", "abc", "1536-1993", "12345678901", "PMID:", "0", "10.1/x"])
+def test_pmid_refused(typed: str) -> None:
+    with pytest.raises(InvalidIdentifier, match="PMID"):
+        normalise_pmid(typed)
