@@ -159,6 +159,8 @@ class Request(SQLModel, table=True):
         sa.Index("ix_request_dir_title", "direction", "title", "id"),
         sa.Index("ix_request_dir_needed_by", "direction", "needed_by", "id"),
         sa.Index("ix_request_dir_party", "direction", "party_name", "id"),
+        sa.Index("ix_request_exchange", "exchange_id"),
+        sa.Index("ix_request_partner_request", "partner_id", "partner_request_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -178,6 +180,7 @@ class Request(SQLModel, table=True):
     oclc_number: str | None = Field(default=None, max_length=20)
     lccn: str | None = Field(default=None, max_length=20)
     doi: str | None = Field(default=None, max_length=200)
+    pmid: str | None = Field(default=None, max_length=20)
     article_title: str | None = Field(default=None, max_length=500)
     article_author: str | None = Field(default=None, max_length=300)
     volume: str | None = Field(default=None, max_length=32)
@@ -187,8 +190,19 @@ class Request(SQLModel, table=True):
     patron_id: int | None = Field(default=None, foreign_key="patron.id", index=True)
     partner_id: int | None = Field(default=None, foreign_key="partner.id", index=True)
     party_name: str = Field(default="", max_length=200)
+    # the partner's id of this transaction (lending: the borrower's requestingAgencyRequestId;
+    # borrowing: the lender's supplyingAgencyRequestId) and our own id in the current exchange
+    # (borrowing: the requestingAgencyRequestId we sent; lending: the one we answer with)
     partner_request_id: str | None = Field(default=None, max_length=100)
+    exchange_id: str | None = Field(default=None, max_length=100)
     rota_position: int = Field(default=0)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # request sent to lender
+    # citation verification (services.verification): matched / ambiguous / not_found /
+    # unreachable, and a pointer to an open request this one duplicates
+    verification: str | None = Field(default=None, max_length=16)
+    verified_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    local_holding: str | None = Field(default=None, max_length=500)  # "we own this": where
+    duplicate_of_id: int | None = Field(default=None)  # a request id; no FK: informational
     # terms and dates
     needed_by: date | None = Field(default=None)
     max_cost: Decimal | None = Field(default=None, sa_type=MONEY)
@@ -240,3 +254,88 @@ class Note(SQLModel, table=True):
     author: str = Field(max_length=100)
     at: datetime = _ts()
     text: str = Field(max_length=10000)
+
+
+class MarcRecord(SQLModel, table=True):
+    """A catalog record found while verifying a request's citation, with its score."""
+
+    __tablename__ = "marc_record"
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="request.id", index=True)
+    target: str = Field(max_length=100)  # the catalog it came from
+    record_id: str = Field(max_length=100)  # its 001
+    marcxml: str = Field(sa_type=sa.Text)
+    score: float = Field(default=0.0)
+    reasons: str = Field(default="", max_length=2000)
+    accepted: bool = Field(default=False)  # the record staff matched the citation to
+    created_at: datetime = _ts()
+
+
+class RequestHolding(SQLModel, table=True):
+    """Where a catalog says a copy of a request's item is: ours, or a candidate lender's."""
+
+    __tablename__ = "request_holding"
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="request.id", index=True)
+    target: str = Field(max_length=100)
+    local: bool = Field(default=False)  # our own catalog: we own it
+    partner_id: int | None = Field(default=None, foreign_key="partner.id")
+    agency: str | None = Field(default=None, max_length=100)
+    call_number: str | None = Field(default=None, max_length=200)
+    location: str | None = Field(default=None, max_length=200)
+    availability: str | None = Field(default=None, max_length=100)
+    created_at: datetime = _ts()
+
+
+class MessageDirection(StrEnum):
+    """Whether an ISO 18626 message came to us or goes out from us."""
+
+    INBOUND = "in"
+    OUTBOUND = "out"
+
+
+class MessageState(StrEnum):
+    """Where a stored ISO 18626 message is in its life."""
+
+    APPLIED = "applied"  # inbound, applied to its request and confirmed OK
+    REFUSED = "refused"  # inbound, confirmed with ERROR and not applied
+    PENDING = "pending"  # outbound, waiting in the outbox (maybe after failed attempts)
+    SENT = "sent"  # outbound, confirmed OK by the partner
+    FAILED = "failed"  # outbound, ERROR confirmation or retries exhausted: staff decide
+    CANCELLED = "cancelled"  # outbound, cancelled by staff, never to be sent
+
+
+class IsoMessage(SQLModel, table=True):
+    """One ISO 18626 message, inbound or outbound: the message log and the outbox in one.
+
+    Outbound messages are written in the same transaction as the change of status they
+    announce and keep their exact bytes, so a retry sends the same message again and never a
+    second, different one. Inbound messages are stored with a digest of their bytes, so a
+    repeated message is recognised and confirmed again without being applied twice.
+    """
+
+    __tablename__ = "iso_message"
+    __table_args__ = (sa.Index("ix_iso_message_outbox", "direction", "state", "partner_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    direction: str = Field(max_length=3)
+    kind: str = Field(max_length=48)  # Request, SupplyingAgencyMessage, ...
+    request_id: int | None = Field(default=None, foreign_key="request.id", index=True)
+    partner_id: int | None = Field(default=None, foreign_key="partner.id", index=True)
+    peer: str = Field(default="", max_length=100)  # the other agency, "TYPE:VALUE"
+    agency_request_id: str | None = Field(default=None, max_length=100)
+    summary: str = Field(default="", max_length=300)  # e.g. "Loaned, due 2026-12-07"
+    body: str = Field(sa_type=sa.Text)
+    digest: str | None = Field(default=None, max_length=64, unique=True)  # inbound only
+    state: str = Field(max_length=16)
+    confirmation: str | None = Field(default=None, sa_type=sa.Text)
+    confirmation_status: str | None = Field(default=None, max_length=8)  # OK / ERROR
+    error_type: str | None = Field(default=None, max_length=48)
+    error_value: str | None = Field(default=None, max_length=500)
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = _ts()
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

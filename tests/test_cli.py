@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from click.testing import CliRunner, Result
 
 from ill_tui import __version__
 from ill_tui.cli import cli
 from ill_tui.config import sqlite_url
+from ill_tui.db import alembic_config, create_db_engine, head_revision
 
 FIELDS = (
     "agency_id_type,agency_id_value,name,country,currency,endpoint_url,email,account_id,"
@@ -144,10 +146,26 @@ def test_migrate_reports_before_and_after(tmp_path: Path) -> None:
     first = run("migrate", "--db", str(db))
     assert first.exit_code == 0
     assert "Revision before: (empty database)" in first.output
-    assert "Revision after:  0001 (newest)" in first.output
+    assert f"Revision after:  {head_revision()} (newest)" in first.output
     second = run("--db", str(db), "migrate")  # --db before the command works too
-    assert "Revision before: 0001" in second.output
+    assert f"Revision before: {head_revision()}" in second.output
     assert "Already up to date." in second.output
+
+
+def test_migrate_upgrades_an_older_database_and_keeps_its_requests(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    assert run("demo", "--no-open", "--requests", "50", "--db", str(db)).exit_code == 0
+    engine = create_db_engine(sqlite_url(db))
+    command.downgrade(alembic_config(engine), "0001")
+    engine.dispose()
+    result = run("migrate", "--db", str(db))
+    assert result.exit_code == 0, result.output
+    assert "Revision before: 0001" in result.output
+    assert f"Revision after:  {head_revision()} (newest)" in result.output
+    engine = create_db_engine(sqlite_url(db))
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM request")).scalar_one() == 50
+    engine.dispose()
 
 
 def test_partners_export_and_import(tmp_path: Path) -> None:

@@ -16,7 +16,10 @@ from ill_tui import models  # noqa: F401  (registers the tables)
 from ill_tui.db import alembic_config, current_revision, head_revision, open_database
 from ill_tui.services.queue import ALL, QueueQuery, load_page
 
-TABLES = {"patron", "partner", "request", "rota_entry", "event", "note"}
+TABLES = {
+    "patron", "partner", "request", "rota_entry", "event", "note",
+    "marc_record", "request_holding", "iso_message",
+}  # fmt: skip
 
 
 def _include_name(name: str | None, type_: str, _parent: Any) -> bool:
