@@ -63,7 +63,10 @@ def open_database(url: str) -> Engine:
 
 
 def _settings(db: str | None) -> Settings:
-    return Settings.from_env(database_url=db)
+    try:
+        return Settings.from_env(database_url=db)
+    except ValueError as err:
+        _fail(str(err))
 
 
 DEMO_DB_HELP = (
@@ -207,7 +210,7 @@ def demo(
     for line in summary.lines():
         click.echo(line)
     if not no_open:
-        _run_app(engine, Settings.from_env(database_url=url), demo=True)
+        _run_app(engine, _settings(url), demo=True)
 
 
 @cli.command()

@@ -51,6 +51,12 @@ class Settings:
     home_currency: str = "USD"
     locale: str = "en_US"
     actor: str = "staff"
+    # where partners reach our ISO 18626 endpoint (sent in requestingAgencyInfo so a partner,
+    # or the simulator, knows where to answer); None when we do not run `ill-tui serve`
+    endpoint_url: str | None = None
+    # a borrowing request with no answer from its lender after this many days moves on to the
+    # next lender in its rota
+    rota_timeout_days: int = 7
 
     @classmethod
     def from_env(
@@ -69,4 +75,23 @@ class Settings:
             home_currency=env.get("ILL_TUI_CURRENCY", cls.home_currency).upper(),
             locale=env.get("ILL_TUI_LOCALE", cls.locale),
             actor=env.get("ILL_TUI_ACTOR") or env.get("USER") or cls.actor,
+            endpoint_url=env.get("ILL_TUI_ENDPOINT_URL") or None,
+            rota_timeout_days=_positive_int(
+                env.get("ILL_TUI_ROTA_TIMEOUT_DAYS"),
+                cls.rota_timeout_days,
+                "ILL_TUI_ROTA_TIMEOUT_DAYS",
+            ),
         )
+
+
+def _positive_int(value: str | None, default: int, name: str) -> int:
+    """Read a positive whole number from the environment, or say clearly what is wrong."""
+    if value is None or not value.strip():
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number of days, not {value!r}") from None
+    if number < 1:
+        raise ValueError(f"{name} must be at least 1, not {number}")
+    return number

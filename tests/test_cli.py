@@ -242,3 +242,13 @@ def test_subprocess_smoke(tmp_path: Path) -> None:
     assert bad.returncode == 1
     assert bad.stderr.startswith("Error: ")
     assert "Traceback" not in bad.stderr
+
+
+def test_a_bad_setting_in_the_environment_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ILL_TUI_ROTA_TIMEOUT_DAYS", "a week")
+    result = run("migrate", "--db", str(tmp_path / "x.db"))
+    assert result.exit_code != 0
+    assert "ILL_TUI_ROTA_TIMEOUT_DAYS must be a whole number of days, not 'a week'" in result.output
+    assert not (tmp_path / "x.db").exists()
