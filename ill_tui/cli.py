@@ -93,11 +93,12 @@ def _group_db(ctx: click.Context, db: str | None) -> str | None:
 
 def _run_app(engine: Engine, settings: Settings, *, demo: bool) -> None:
     try:
-        from ill_tui.app import IllApp
+        from ill_tui.app import IllApp, prefetch_first_page
         from ill_tui.services.desk import Desk
     except ImportError as exc:  # pragma: no cover - only when the install is broken
         _fail(f"Cannot start the terminal interface: {exc}")
-    app = IllApp(Desk(engine, actor=settings.actor), settings=settings, demo=demo)
+    desk = Desk(engine, actor=settings.actor)
+    app = IllApp(desk, settings=settings, demo=demo, first_page=prefetch_first_page(desk))
     app.run()
 
 
@@ -313,6 +314,122 @@ def partners_import(ctx: click.Context, file: Path, db: str | None) -> None:
         _fail(str(exc))
     for line in report.lines():
         click.echo(line, err=not report.ok)
+    if not report.ok:
+        sys.exit(1)
+
+
+# -- intake: OpenURL links and batch files (services/intake.py) ---------------------------------
+
+
+@cli.command("import-openurl")
+@click.argument("url")
+@click.option(
+    "--patron",
+    metavar="BARCODE",
+    default="",
+    help="The patron's barcode (a borrowing request needs one).",
+)
+@_db_option
+@click.pass_context
+def import_openurl(ctx: click.Context, url: str, patron: str, db: str | None) -> None:
+    """Create a borrowing request (status New) from an OpenURL link.
+
+    URL is a whole OpenURL 1.0 (url_ver=Z39.88-2004, rft.* keys) or 0.1 link, or only its
+    query string; quote it for the shell. The request gets the same checks as the
+    new-request form; a request that repeats an open request of the same patron is created
+    but marked as a possible duplicate. On any error nothing is created (exit status 1).
+
+    \b
+    Examples:
+      ill-tui import-openurl --patron P001 \\
+        'https://ill.example.edu/new?url_ver=Z39.88-2004&rft.btitle=Cybernetics'
+      ill-tui import-openurl --patron P001 \\
+        'genre=article&title=Nature&atitle=...&id=doi:10.1038/171737a0'
+    """
+    from adapters.openurl import OpenURLError, parse_openurl
+    from ill_tui.db import session_scope
+    from ill_tui.services.intake import form_from_citation, intake_request
+    from ill_tui.services.requests import ValidationFailed
+
+    try:
+        citation = parse_openurl(url)
+    except OpenURLError as exc:
+        _fail(f"Nothing created: {exc}")
+    settings = _settings(_group_db(ctx, db))
+    engine = open_database(settings.database_url)
+    source = f" from {citation.source}" if citation.source else ""
+    form = form_from_citation(
+        citation, patron=patron, note=f"Created from an OpenURL link{source}."
+    )
+    try:
+        with session_scope(engine) as session:
+            intake = intake_request(session, form=form, pmid=citation.pmid, actor=settings.actor)
+            request = intake.request
+    except ValidationFailed as exc:
+        click.echo("Nothing created; the citation from the link has errors:", err=True)
+        for name, message in exc.errors.items():
+            hint = " Give it with --patron BARCODE." if name == "patron" and not patron else ""
+            click.echo(f"  {name}: {message}{hint}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"Created borrowing request {request.id} ({request.status}, {request.service_type}) "
+        f"for {request.party_name}:"
+    )
+    for name, value in citation.values().items():
+        stored = getattr(request, name, None) or value
+        click.echo(f"  {name}: {stored}")
+    for duplicate in intake.duplicates:
+        click.echo(f"Possible duplicate of {duplicate.describe()}")
+
+
+@cli.command("import-requests")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--accepted-only",
+    is_flag=True,
+    help="Import the rows that pass the checks and report the others "
+    "(default: all or none, a file with any rejected row imports nothing).",
+)
+@_db_option
+@click.pass_context
+def import_requests(ctx: click.Context, file: Path, accepted_only: bool, db: str | None) -> None:
+    """Create requests from a CSV batch FILE with a header row.
+
+    Every row gets the same checks as the new-request form. The mode is printed before
+    anything runs. ALL OR NONE (default): if any row is rejected, nothing is imported.
+    --accepted-only: the accepted rows are imported, the rejected ones reported. Either way
+    every rejected row is listed with its line number, column and reason (exit status 1),
+    and requests that repeat an open request of the same patron are marked as possible
+    duplicates.
+
+    \b
+    Columns (only title is required in the header; unknown columns are refused):
+      direction (borrowing/lending, default borrowing), service_type (Loan/Copy,
+      default Loan), title, author, edition, publisher, place_of_publication, year,
+      isbn, issn, oclc_number, lccn, doi, pmid, article_title, article_author, volume,
+      issue, pages, patron (barcode; borrowing), partner (agency id or name; lending),
+      partner_request_id, needed_by (YYYY-MM-DD), max_cost, max_cost_currency, note
+
+    \b
+    Examples:
+      ill-tui import-requests requests.csv
+      ill-tui import-requests requests.csv --accepted-only --db postgresql://ill@db/ill
+    """
+    from ill_tui.db import session_scope
+    from ill_tui.services.intake import IntakeFileError, IntakeMode
+    from ill_tui.services.intake import import_requests as run_import
+
+    mode = IntakeMode.ACCEPTED_ONLY if accepted_only else IntakeMode.ALL_OR_NONE
+    click.echo(mode.describe())
+    settings = _settings(_group_db(ctx, db))
+    engine = open_database(settings.database_url)
+    try:
+        with session_scope(engine) as session:
+            report = run_import(session, file, mode=mode, actor=settings.actor)
+    except IntakeFileError as exc:
+        _fail(str(exc))
+    for line in report.lines():
+        click.echo(line)
     if not report.ok:
         sys.exit(1)
 
