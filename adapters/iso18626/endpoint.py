@@ -1,0 +1,204 @@
+"""The inbound ISO 18626 endpoint: a Starlette app that ``ill-tui serve`` runs under uvicorn.
+
+POST ``/iso18626`` (or ``/``) with an ISO 18626 message; the answer is its confirmation,
+``application/xml``, with ``X-Request-ID`` set to the message's requestingAgencyRequestId (as
+crosslink's illmock does). What is refused before there is a message to confirm gets a plain
+HTTP error, as crosslink answers:
+
+* 405 for any method but POST, 415 for a content type other than ``application/xml`` or
+  ``text/xml``, 413 for a body over the size limit (counted while reading: a 20 MB body is cut
+  off at the limit, never held in memory), 400 ``invalid ISO18626 message`` for bytes that are
+  not XML, have a DOCTYPE (XXE, billion laughs), are in another namespace or hold no known
+  message, or for a confirmation (confirmations are not answered).
+* An ISO 18626 message the protocol cannot act on (unknown action, status or reason, missing
+  request id) gets an ERROR confirmation with the XSD's error type, from the codec.
+* Everything else goes to the ``Receiver`` (the exchange service, wired in by ``cli.py``),
+  which authenticates, stores and applies the message in one transaction and returns the
+  confirmation: the message is persisted before it is confirmed. A receiver that fails (the
+  database is down) gets a 500, so the partner's outbox tries again later.
+
+Parsing and the receiver run in a worker thread, so the event loop keeps accepting
+connections while a message is written to the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from adapters.iso18626 import codec
+from ill_tui import protocol as p
+from ill_tui.clock import Clock, utcnow
+
+log = logging.getLogger("ill_tui.endpoint")
+
+Receiver = Callable[[p.AgencyMessage, bytes, datetime], p.Confirmation]
+"""Applies one inbound message: ``(message, raw bytes, received at) -> confirmation``.
+
+It must store the message and apply it in one transaction before it returns, recognise a
+repeated message (same bytes) and confirm it again without applying it twice, and answer
+what it refuses with an ERROR confirmation rather than an exception.
+"""
+
+XML_TYPES = ("application/xml", "text/xml")
+INVALID = "invalid ISO18626 message"
+DEFAULT_MAX_BODY = codec.DEFAULT_MAX_BYTES
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as it passes ``limit`` bytes (declared or actually sent)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _xml_response(body: bytes, request_id: str | None) -> Response:
+    headers = {"X-Request-ID": request_id} if request_id else {}
+    return Response(body, media_type="application/xml", headers=headers)
+
+
+def _request_id(message: p.AgencyMessage | None, header: p.Header | None = None) -> str | None:
+    header = header or (message.header if message is not None else None)
+    return header.requesting_agency_request_id if header else None
+
+
+def _peer(header: p.Header | None, kind: p.MessageKind) -> str:
+    if header is None:
+        return "?"
+    sender = (
+        header.supplying_agency_id
+        if kind is p.MessageKind.SUPPLYING_AGENCY_MESSAGE
+        else header.requesting_agency_id
+    )
+    return str(sender)
+
+
+def _outcome(confirmation: p.Confirmation) -> str:
+    if p.is_ok(confirmation):
+        return "OK"
+    error = confirmation.error_data
+    return f"ERROR {error.error_type}: {error.error_value}" if error else "ERROR"
+
+
+def make_app(
+    receive: Receiver,
+    *,
+    clock: Clock = utcnow,
+    max_body: int = DEFAULT_MAX_BODY,
+    after_receive: Callable[[], None] | None = None,
+    background: Callable[[asyncio.Event], Any] | None = None,
+) -> Starlette:
+    """Build the endpoint.
+
+    Args:
+        receive: applies a parsed message and returns its confirmation (runs in a thread).
+        clock: the confirmation time stamps.
+        max_body: the largest body read, in bytes; longer ones get 413.
+        after_receive: called on the event loop after each applied message (the outbox
+            sender's ``wake``: an answer the message caused goes out at once).
+        background: a coroutine function started with the app and given an event that is set
+            at shutdown (the outbox sender's ``run``); the app waits for it to finish.
+    """
+
+    def handle(data: bytes, received: datetime) -> tuple[bytes, str | None, str]:
+        """Parse, receive, build the confirmation: everything but HTTP, in a thread."""
+        try:
+            parsed = codec.parse(data, max_bytes=max_body)
+        except codec.InvalidMessage as exc:
+            if exc.kind.confirmation is exc.kind:
+                raise codec.NotIso18626("a confirmation is not answered") from exc
+            confirmation = exc.confirmation(now=clock(), received=received)
+            line = f"{exc.kind} from {_peer(exc.header, exc.kind)}: {_outcome(confirmation)}"
+            return codec.build(confirmation), _request_id(None, exc.header), line
+        message = parsed.message
+        if not isinstance(
+            message, p.IllRequest | p.SupplyingAgencyMessage | p.RequestingAgencyMessage
+        ):
+            raise codec.NotIso18626("a confirmation is not answered")
+        for warning in parsed.warnings:
+            log.debug("%s: %s", message.kind, warning)
+        confirmation = receive(message, data, received)
+        line = (
+            f"{message.kind} from {_peer(message.header, message.kind)} "
+            f"{message.header.requesting_agency_request_id}: {_outcome(confirmation)}"
+        )
+        return codec.build(confirmation), _request_id(message), line
+
+    async def iso18626(request: Request) -> Response:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in XML_TYPES:
+            return PlainTextResponse(
+                "Content-Type must be application/xml or text/xml", status_code=415
+            )
+        try:
+            data = await _read_body(request, max_body)
+        except _TooLarge:
+            log.info("in: refused a body over %d bytes (413)", max_body)
+            return PlainTextResponse(
+                f"message larger than {max_body} bytes",
+                status_code=413,
+                headers={"Connection": "close"},
+            )
+        except ClientDisconnect:
+            return PlainTextResponse("client disconnected", status_code=400)
+        received = clock()
+        started = time.perf_counter()
+        try:
+            body, request_id, line = await run_in_threadpool(handle, data, received)
+        except codec.MessageTooLarge:
+            return PlainTextResponse(f"message larger than {max_body} bytes", status_code=413)
+        except (codec.NotXml, codec.NotIso18626) as exc:
+            log.info("in: %s (400): %s", INVALID, exc)
+            return PlainTextResponse(INVALID, status_code=400)
+        except Exception:
+            log.exception("in: the message could not be stored; answered 500")
+            return PlainTextResponse(
+                "the message could not be stored; send it again later", status_code=500
+            )
+        log.info("in: %s (%.1f ms)", line, (time.perf_counter() - started) * 1000)
+        if after_receive is not None:
+            after_receive()
+        return _xml_response(body, request_id)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        if background is None:
+            yield
+            return
+        stop = asyncio.Event()
+        task = asyncio.create_task(background(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            await task
+
+    methods = ["POST"]
+    routes = [
+        Route("/iso18626", iso18626, methods=methods),
+        Route("/", iso18626, methods=methods),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
