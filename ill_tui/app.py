@@ -8,6 +8,7 @@ the key list, and the command palette entries built from the current screen's bi
 from __future__ import annotations
 
 import gc
+import logging
 import sys
 from collections.abc import Iterable
 from typing import ClassVar
@@ -20,11 +21,30 @@ from textual.screen import Screen
 from ill_tui.clock import Clock, utcnow
 from ill_tui.config import Settings
 from ill_tui.services.desk import Desk
+from ill_tui.services.queue import QueuePage, QueueQuery
 from screens import SCREENS_DIR
 from screens.help import HelpModal, key_entries, palette_commands
 from screens.queue import QueueScreen
 
 DEMO_TITLE = "ill-tui — DEMO sandbox"
+
+log = logging.getLogger(__name__)
+
+
+def prefetch_first_page(desk: Desk) -> QueuePage | None:
+    """Read the default queue's first page before the app starts.
+
+    Called by the CLI before ``App.run()``, when there is no event loop to block and no
+    screen to wait on: the query gets the machine to itself (inside a worker during start-up
+    it competes with Textual for the GIL and takes many times longer), and the queue shows
+    its rows in its very first frame. Any database error is left for the screen to load and
+    report the normal way.
+    """
+    try:
+        return desk.load_page(QueueQuery())
+    except Exception:  # the screen's own load reports it, with its message
+        log.debug("first page prefetch failed; the queue screen will load it", exc_info=True)
+        return None
 
 
 class IllApp(App[None]):
@@ -55,9 +75,11 @@ class IllApp(App[None]):
         settings: Settings | None = None,
         demo: bool = False,
         clock: Clock = utcnow,
+        first_page: QueuePage | None = None,
     ) -> None:
         super().__init__()
         self.desk = desk
+        self.first_page = first_page
         self.settings = settings
         self.demo = demo
         self.clock = clock
@@ -88,8 +110,10 @@ class IllApp(App[None]):
                 clock=self.clock,
                 home_currency=self.home_currency,
                 locale=self.locale_name,
+                first_page=self.first_page,
             )
         )
+        self.first_page = None
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key) and isinstance(self.screen, QueueScreen):

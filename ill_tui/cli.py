@@ -434,6 +434,235 @@ def import_requests(ctx: click.Context, file: Path, accepted_only: bool, db: str
         sys.exit(1)
 
 
+# -- simulate-partner: the ISO 18626 partner simulator (adapters/iso18626/simulator.py) ----------
+
+
+@cli.command("simulate-partner")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8626, show_default=True, help="TCP port."
+)
+@click.option(
+    "--delay",
+    "delay_ms",
+    metavar="MS",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Pause before each follow-up message, in milliseconds.",
+)
+@click.option(
+    "--peer-url",
+    metavar="URL",
+    default=None,
+    help="Where follow-up messages go when a request names no http(s) address of its own "
+    "(requestingAgencyInfo). Default: $ILL_TUI_ENDPOINT_URL, else "
+    "http://localhost:8081/iso18626.",
+)
+def simulate_partner(host: str, port: int, delay_ms: int, peer_url: str | None) -> None:
+    """Run an ISO 18626 partner that answers as Index Data's illmock does.
+
+    It plays every partner a request is addressed to, with no database: POST messages to
+    http://HOST:PORT/iso18626. The scenario comes from MOCK:<supplierId>:<SCENARIO> in the
+    request's note, else its supplierUniqueRecordId: LOANED, WILLSUPPLY, WILLSUPPLY_LOANED,
+    UNFILLED (also the default), WILLSUPPLY_UNFILLED, COMPLETED, LOANED_OVERDUE,
+    LOANED_RECALLED, WILLSUPPLY_LOANED_OVERDUE, WILLSUPPLY_LOANED_RECALLED, RETRY:COST,
+    RETRY:ONLOAN, RETRY:COND, RETRY:NOTFOUNDASCITED, RETRY:X_Y, ERROR, HTTP-ERROR-400,
+    HTTP-ERROR-500. The demo sandbox's partners point at http://127.0.0.1:8626/iso18626.
+    Stop it with Ctrl-C.
+
+    \b
+    Examples:
+      ill-tui simulate-partner
+      ill-tui simulate-partner --port 9000 --delay 500 --peer-url http://127.0.0.1:8627/iso18626
+    """
+    import os
+
+    from adapters.iso18626.simulator import DEFAULT_PEER_URL
+    from adapters.iso18626.simulator import run as run_simulator
+
+    url = peer_url or os.environ.get("ILL_TUI_ENDPOINT_URL") or DEFAULT_PEER_URL
+    if not url.startswith(("http://", "https://")):
+        _fail(f"--peer-url {url!r} must be an http:// or https:// URL.")
+    click.echo(
+        f"ISO 18626 partner simulator on http://{host}:{port}/iso18626 "
+        f"(delay {delay_ms} ms, default peer {url})",
+        err=True,
+    )
+    try:
+        run_simulator(host=host, port=port, delay_ms=delay_ms, peer_url=url)
+    except OSError as exc:
+        _fail(f"Cannot listen on {host}:{port}: {exc}")
+
+
+# -- serve: the ISO 18626 endpoint and the outbox sender (adapters/iso18626/) ---------------------
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+SERVE_PORT = 8627  # 8626 is the partner simulator's, so both run side by side
+
+
+@cli.command(
+    epilog="""\b
+Examples:
+  ill-tui serve                        receive on http://127.0.0.1:8627/iso18626
+  ILL_TUI_ENDPOINT_URL=https://ill.example.edu/iso18626 ill-tui serve --port 9000
+  ill-tui serve --host 0.0.0.0 --allow-remote   (behind a TLS reverse proxy)"""
+)
+@_db_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=SERVE_PORT,
+    show_default=True,
+    help="TCP port.",
+)
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    help="Allow an address other than loopback. ill-tui speaks plain HTTP: put a TLS "
+    "reverse proxy in front of it.",
+)
+@click.option(
+    "--retry-base",
+    type=click.FloatRange(min=0.01),
+    default=2.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Outbox: wait after a partner's first failed delivery; doubles with each failure.",
+)
+@click.option(
+    "--retry-max",
+    type=click.FloatRange(min=0.01),
+    default=900.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Outbox: the longest wait between two attempts.",
+)
+@click.option(
+    "--retry-attempts",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Outbox: failed attempts before a message is marked failed for staff.",
+)
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0.01),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Outbox: how often to look for messages staff queued.",
+)
+@click.option(
+    "--no-sender",
+    is_flag=True,
+    help="Only receive; another process (the app, another serve) delivers the outbox.",
+)
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    db: str | None,
+    host: str,
+    port: int,
+    allow_remote: bool,
+    retry_base: float,
+    retry_max: float,
+    retry_attempts: int,
+    poll: float,
+    no_sender: bool,
+) -> None:
+    """Receive ISO 18626 messages and deliver the outbox, until Ctrl-C or SIGTERM.
+
+    Partners POST messages to http://HOST:PORT/iso18626 (or /); each is authenticated,
+    stored and applied to its request before it is confirmed. In the same process the
+    outbox sender posts the messages staff actions queued, oldest first per partner, with
+    backoff while a partner is down. One log line per message on stderr. Set
+    $ILL_TUI_ENDPOINT_URL to the address partners reach this endpoint at (it goes into
+    every request we send), and $ILL_TUI_AGENCY_ID_TYPE / $ILL_TUI_AGENCY_ID to our
+    agency id. Only loopback addresses are allowed unless --allow-remote is given.
+    """
+    import logging
+    import signal
+    from datetime import datetime, timedelta
+
+    import uvicorn
+
+    from adapters.iso18626.endpoint import make_app
+    from adapters.iso18626.port import Iso18626Codec
+    from adapters.iso18626.sender import OutboxSender
+    from ill_tui import protocol as p
+    from ill_tui.services import exchange, outbox
+
+    if host not in LOOPBACK_HOSTS and not allow_remote:
+        _fail(
+            f"--host {host} is not a loopback address. ill-tui serves plain HTTP; add "
+            "--allow-remote to listen there anyway (behind a TLS reverse proxy)."
+        )
+    if retry_max < retry_base:
+        _fail("--retry-max must be at least --retry-base.")
+    settings = _settings(_group_db(ctx, db))
+    engine = open_database(settings.database_url)
+    codec = Iso18626Codec()
+
+    def receive(message: p.AgencyMessage, raw: bytes, _received: datetime) -> p.Confirmation:
+        return exchange.receive(engine, message, raw, codec=codec, settings=settings)
+
+    sender = None
+    if not no_sender:
+        policy = outbox.RetryPolicy(
+            base_delay=timedelta(seconds=retry_base),
+            max_delay=timedelta(seconds=retry_max),
+            max_attempts=retry_attempts,
+        )
+        sender = OutboxSender(engine, policy=policy, poll_interval=poll)
+    app = make_app(
+        receive,
+        after_receive=sender.wake if sender else None,
+        background=sender.run if sender else None,
+    )
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    url = f"http://{host}:{port}/iso18626"
+    us = f"{settings.agency_id_type}:{settings.agency_id_value}"
+    click.echo(
+        f"ill-tui serve: {us} receiving on {url}, database {_safe_url(settings.database_url)}, "
+        f"outbox {'delivered here' if sender else 'not delivered here (--no-sender)'}",
+        err=True,
+    )
+    if not settings.endpoint_url:
+        click.echo(
+            "Note: $ILL_TUI_ENDPOINT_URL is not set, so requests we send do not tell partners "
+            "where to answer.",
+            err=True,
+        )
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM (requests under way finish, the sender
+    # stops after its current attempt) and then raises the signal again for the previous
+    # handler: these handlers make that a normal exit (status 0) instead of a kill.
+    stopped_by: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda sig, _frame: stopped_by.append(sig))
+    try:
+        server.run()
+    except SystemExit:  # uvicorn exits when it cannot bind
+        server.started = False
+    if not server.started:
+        _fail(f"Cannot listen on {host}:{port} (in use, or not an address of this machine).")
+    why = f" by {signal.Signals(stopped_by[0]).name}" if stopped_by else ""
+    click.echo(f"ill-tui serve: stopped{why}", err=True)
+
+
 def main() -> None:
     """Entry point of the ``ill-tui`` command."""
     cli(prog_name="ill-tui")

@@ -144,9 +144,12 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         clock: Clock = utcnow,
         home_currency: str = "USD",
         locale: str = "en_US",
+        first_page: QueuePage | None = None,
     ) -> None:
         super().__init__()
         self.desk = desk
+        # the default queue's first page, read before the app started (see IllApp)
+        self._first_page = first_page
         self.clock = clock
         self.home_currency = home_currency
         self.locale = locale
@@ -193,8 +196,15 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
     def on_mount(self) -> None:
         self._paint_header()
         self.query_one(QueueTable).focus()
-        # Ask for the first page now, while Textual is still laying the screen out.
-        self.reload()
+        first, self._first_page = self._first_page, None
+        if first is not None and first.query == self.query_state:
+            # Read before Textual started: the rows go into the screen's very first frame.
+            self._generation += 1
+            self.post_message(PageLoaded(self._generation, first))
+            self._schedule_counts()
+        else:
+            # Ask for the first page now, while Textual is still laying the screen out.
+            self.reload()
 
     def on_screen_resume(self) -> None:
         # Back from a screen that may have changed requests (detail, status change).
@@ -220,15 +230,16 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
             self._hold_frames(HOLD_MAX)
         self.load_queue_page(self._generation, self.query_state)
         if counts:
-            # The page goes first; the counts follow once typing pauses, so a burst of
-            # keystrokes costs one count, not one per key.
-            if self._counts_timer is not None:
-                self._counts_timer.stop()
-            self.counts_pending = True
-            query = self.query_state
-            self._counts_timer = self.set_timer(
-                COUNTS_DELAY, lambda: self.load_status_counts(query)
-            )
+            self._schedule_counts()
+
+    def _schedule_counts(self) -> None:
+        # The page goes first; the counts follow once typing pauses, so a burst of
+        # keystrokes costs one count, not one per key.
+        if self._counts_timer is not None:
+            self._counts_timer.stop()
+        self.counts_pending = True
+        query = self.query_state
+        self._counts_timer = self.set_timer(COUNTS_DELAY, lambda: self.load_status_counts(query))
 
     def key_arriving(self) -> None:
         """A key is about to reach a filter (search box or status panel): hold the screen's

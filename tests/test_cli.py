@@ -49,8 +49,13 @@ class FakeApp:
 
     made: list[dict[str, Any]] = []
 
-    def __init__(self, desk: Any, *, settings: Any = None, demo: bool = False) -> None:
-        FakeApp.made.append({"desk": desk, "settings": settings, "demo": demo, "ran": False})
+    def __init__(
+        self, desk: Any, *, settings: Any = None, demo: bool = False, first_page: Any = None
+    ) -> None:
+        FakeApp.made.append(
+            {"desk": desk, "settings": settings, "demo": demo, "first_page": first_page,
+             "ran": False}
+        )  # fmt: skip
 
     def run(self) -> None:
         FakeApp.made[-1]["ran"] = True
@@ -113,6 +118,9 @@ def test_demo_opens_the_app_in_demo_mode(tmp_path: Path, fake_app: list[dict[str
     assert made["ran"] is True
     assert made["settings"].database_url == sqlite_url(db)
     assert str(made["desk"].engine.url) == sqlite_url(db)
+    # the borrowing queue's first page is read before the app starts
+    assert made["first_page"].rows
+    assert made["first_page"].query.direction == "borrowing"
 
 
 def test_demo_defaults_to_its_own_file_not_the_live_database(
