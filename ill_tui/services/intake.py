@@ -375,6 +375,9 @@ def import_requests(
             )
             continue
         pmid = row.pop("pmid", "")
+        for defaulted in ("direction", "service_type"):
+            if not row.get(defaulted, "x").strip():
+                del row[defaulted]  # a blank cell means the default: borrowing, Loan
         form = RequestForm(**row)
         try:
             check_form(session, form=form, pmid=pmid, clock=clock)
