@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from ill_tui.clock import Clock, utcnow
 from ill_tui.db import session_scope
 from ill_tui.models import Note, Request, Status
-from ill_tui.services import queue, requests
+from ill_tui.services import outbox, queue, requests
 
 
 class Desk:
@@ -82,3 +82,25 @@ class Desk:
             return requests.add_note(
                 session, request_id=request_id, author=self.actor, text=text, clock=self.clock
             )
+
+    # -- ISO 18626 messages (the Messages screen; services/outbox.py) --------------------------
+
+    def message_list(self, which: outbox.MessageList | str) -> list[outbox.MessageRow]:
+        """The messages of one list of the Messages screen (pending, failed, sent, received)."""
+        with session_scope(self.engine) as session:
+            return outbox.list_messages(session, which)
+
+    def message_counts(self) -> dict[outbox.MessageList, int]:
+        """How many messages each list of the Messages screen holds."""
+        with session_scope(self.engine) as session:
+            return outbox.message_counts(session)
+
+    def retry_message(self, message_id: int) -> None:
+        """Put a failed outbound message back in the outbox (``outbox.OutboxError`` if not)."""
+        with session_scope(self.engine) as session:
+            outbox.retry_message(session, message_id, now=self.clock(), actor=self.actor)
+
+    def cancel_message(self, message_id: int) -> None:
+        """Cancel a pending or failed outbound message (``outbox.OutboxError`` if not)."""
+        with session_scope(self.engine) as session:
+            outbox.cancel_message(session, message_id, now=self.clock(), actor=self.actor)
