@@ -6,9 +6,34 @@ Each is a ``typing.Protocol``; ``adapters/`` implements them, and the compositio
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
+from ill_tui.catalog import Clause, SearchResult, Target
 from ill_tui.protocol import Message
+
+
+class CatalogSearch(Protocol):
+    """Searches one catalog target for MARC records (adapters.sru.SruClient speaks SRU)."""
+
+    async def search(
+        self, target: Target, clauses: Sequence[Clause], *, max_records: int = 10
+    ) -> SearchResult:
+        """Find the records of ``target`` that match every clause.
+
+        Args:
+            target: the catalog to ask.
+            clauses: the conditions, all of which must hold.
+            max_records: how many records to bring back at most (the total is always given).
+
+        Raises:
+            TargetUnreachable: the target did not answer (refused, timed out, HTTP error).
+            TargetDiagnostic: the target answered with a diagnostic (``UnsupportedIndex``
+                for an index it does not have).
+            InvalidResponse: the answer was not a readable SRU response.
+            InvalidQuery: nothing searchable was left of the clauses.
+        """
+        ...
 
 
 class CodecError(ValueError):

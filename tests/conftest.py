@@ -10,11 +10,14 @@ Fixtures other test modules are meant to use:
 - ``sqlite_url``: a fresh SQLite file URL only. ``pg_url``: a fresh PostgreSQL database only.
 - ``pg_server``: the session's PostgreSQL server (``tests/pg_server.py``), started on first
   use on a free loopback port and stopped (its directory deleted) at the end of the session.
+- ``zebra``: the session's Index Data Zebra SRU server (``tests/zebra_server.py``) with real
+  MARC records: ``zebra.url("biblio")`` (all 3,689) and ``zebra.url("local")`` (99 British
+  Library records with 852 holdings); stopped and its directory deleted at the end.
 - ``clock``: a ``FixedClock`` (callable, aware UTC, ``advance(...)`` to move it on);
   ``FIXED_NOW`` is where it starts.
 
 When PostgreSQL is not installed the PostgreSQL variants are skipped with the reason, except
-under ``CI=true``, where a missing server fails the test instead.
+under ``CI=true``, where a missing server fails the test instead. The same holds for Zebra.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from sqlalchemy.engine import Engine
 sys.path.insert(0, str(Path(__file__).parent))
 
 from pg_server import PostgresServer, PostgresUnavailable, start_server  # noqa: E402
+from zebra_server import ZebraServer, ZebraUnavailable  # noqa: E402
+from zebra_server import start_server as start_zebra  # noqa: E402
 
 from ill_tui.config import sqlite_url as _sqlite_url  # noqa: E402
 from ill_tui.db import open_database  # noqa: E402
@@ -136,3 +141,32 @@ def engine(db_url: str) -> Iterator[Engine]:
         yield eng
     finally:
         eng.dispose()
+
+
+# ---------------------------------------------------------------------------- Zebra (SRU)
+@pytest.fixture(scope="session")
+def zebra() -> Iterator[ZebraServer]:
+    """A real Zebra SRU server for the whole session (skipped/failed if not installed)."""
+    try:
+        server = start_zebra()
+    except ZebraUnavailable as exc:
+        if in_ci():
+            pytest.fail(f"CI=true and {exc}", pytrace=False)
+        pytest.skip(str(exc))
+    sys.stderr.write(
+        f"\n[zebra] Zebra serving {server.databases} on 127.0.0.1:{server.port}, answering "
+        f"after {server.started_in:.2f}s ("
+        + ("register from cache" if server.from_cache else f"indexed in {server.indexed_in:.2f}s")
+        + ")\n"
+    )
+    atexit.register(server.stop)
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+    try:
+        yield server
+    finally:
+        server.stop()
+        atexit.unregister(server.stop)
+        if previous is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
