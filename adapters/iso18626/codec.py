@@ -625,16 +625,23 @@ class _Reader:
     # -- structure
 
     def children(self, element: etree._Element, path: str, known: Iterable[str]) -> _Children:
-        names = set(known)
+        names = known if isinstance(known, frozenset) else frozenset(known)
         by_name: dict[str, list[etree._Element]] = {}
+        prefix_length = len(_Q)
         for child in element:
-            if not isinstance(child.tag, str):
+            tag = child.tag
+            if not isinstance(tag, str):
                 continue  # comments and processing instructions are removed; be sure
-            name = _local(child)
-            if _ns(child) != NS or name not in names:
+            # Plain string work on "{namespace}name": this loop runs for every element.
+            name = tag[prefix_length:] if tag.startswith(_Q) else ""
+            if name not in names:
                 self.warn(f"unknown element {path}/{etree.QName(child).text} ignored")
                 continue
-            by_name.setdefault(name, []).append(child)
+            found = by_name.get(name)
+            if found is None:
+                by_name[name] = [child]
+            else:
+                found.append(child)
         return _Children(by_name, path)
 
     def one(self, kids: _Children, name: str) -> etree._Element | None:
@@ -1011,7 +1018,7 @@ class _Reader:
     def bibliographic(self, element: etree._Element) -> p.BibliographicInfo:
         path = "request/bibliographicInfo"
         kids = self.children(element, path, _BIB_STRINGS + _BIB_REPEATED)
-        strings = {_snake(name): self.text(kids, name) for name in _BIB_STRINGS}
+        strings = {field: self.text(kids, name) for name, field in _BIB_FIELDS}
         items = []
         for item in self.many(kids, "bibliographicItemId"):
             i = self.children(
@@ -1345,6 +1352,9 @@ _BIB_REPEATED = ("bibliographicItemId", "bibliographicRecordId")
 
 def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+_BIB_FIELDS = tuple((name, _snake(name)) for name in _BIB_STRINGS)
 
 
 _READERS: dict[p.MessageKind, Callable[[_Reader, etree._Element], p.Message]] = {
