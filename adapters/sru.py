@@ -16,7 +16,6 @@ LC-normalised.
 from __future__ import annotations
 
 import asyncio
-import copy
 import errno
 import logging
 import re
@@ -192,7 +191,8 @@ def request_params(target: Target, query: str, max_records: int) -> dict[str, st
 
 # ---------------------------------------------------------------------------- parsing
 def _local(tag: object) -> str:
-    return etree.QName(tag).localname if isinstance(tag, str) else ""
+    # "{namespace}name" -> "name"; comments and processing instructions have no str tag
+    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
 
 
 def _child(parent: etree._Element, name: str) -> etree._Element | None:
@@ -234,9 +234,8 @@ def marc_from_element(element: etree._Element) -> pymarc.Record:
 
 def _marcxml_text(element: etree._Element) -> str:
     """The record as a standalone MARCXML document (without the SRU envelope's namespaces)."""
-    record = copy.deepcopy(element)
-    etree.cleanup_namespaces(record)
-    return etree.tostring(record, encoding="unicode")
+    # Exclusive canonical XML writes only the namespaces the record itself uses.
+    return etree.tostring(element, method="c14n", exclusive=True).decode("utf-8")
 
 
 @dataclass(frozen=True)

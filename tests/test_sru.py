@@ -33,10 +33,12 @@ from ill_tui.catalog import (
     InvalidResponse,
     SearchResult,
     Target,
+    TargetConfigError,
     TargetDiagnostic,
     TargetUnreachable,
     UnsupportedIndex,
     extract_holdings,
+    load_targets,
 )
 
 DATA = Path(__file__).parent / "data" / "sru"
@@ -497,3 +499,127 @@ async def test_client_made_by_context_manager_is_closed(zebra: ZebraServer) -> N
         http = sru._http
         assert http is not None
     assert http.is_closed
+
+
+# ---------------------------------------------------------------------------- configuration
+TARGETS_TOML = """
+[[target]]
+name = "Our catalog"
+base_url = "http://127.0.0.1:9999/local"
+version = "1.2"
+local = true
+holdings = "852"
+[target.indexes]
+oclc = "local.oclc"
+
+[[target]]
+name = "Koha partner"
+base_url = "https://koha.example.org/biblios"
+version = 1.1
+timeout = 2.5
+max_concurrency = 2
+holdings = "koha"
+[target.indexes]
+date = ""
+
+[[target]]
+name = "Odd ILS"
+base_url = "https://ils.example.org/sru/main"
+version = "2.0"
+holdings = { tag = "999", agency = ["a"], location = ["b", "c"], call_number = "d" }
+"""
+
+
+def test_load_targets(tmp_path: Path) -> None:
+    path = tmp_path / "targets.toml"
+    path.write_text(TARGETS_TOML, encoding="utf-8")
+    ours, koha, odd = load_targets(path)
+
+    assert ours == Target(
+        name="Our catalog",
+        base_url="http://127.0.0.1:9999/local",
+        indexes={**DEFAULT_INDEXES, "oclc": "local.oclc"},
+        local=True,
+        holdings=MARC21_852,
+    )
+    assert (koha.version, koha.timeout, koha.max_concurrency, koha.local) == ("1.1", 2.5, 2, False)
+    assert koha.holdings is KOHA_952
+    assert "date" not in koha.indexes  # "" switches a key off
+    assert koha.indexes["isbn"] == "bath.isbn"
+    assert koha.timeout_text == "2.5 s"
+    assert odd.version == "2.0"
+    assert odd.holdings is not None
+    assert (odd.holdings.tag, odd.holdings.location, odd.holdings.call_number) == (
+        "999",
+        ("b", "c"),
+        ("d",),
+    )
+
+
+async def test_configured_target_searches_zebra(
+    tmp_path: Path, zebra: ZebraServer, sru: SruClient
+) -> None:
+    path = tmp_path / "targets.toml"
+    path.write_text(TARGETS_TOML.replace("127.0.0.1:9999", f"127.0.0.1:{zebra.port}"))
+    ours = load_targets(path)[0]
+    result = await sru.search(ours, [Clause("issn", "1471-2989")])
+    assert len(result.records[0].holdings) == 3
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[[target]]\nbase_url = "http://x/db"', "target 1: name is missing"),
+        ('[[target]]\nname = "A"', r"target 1 \(A\): base_url is missing"),
+        ('[[target]]\nname = "A"\nbase_url = "ftp://x/db"', "must be an http:// or https:// URL"),
+        ('[[target]]\nname = "A"\nbase_url = "http://x/db"\nversion = "3.0"', "SRU version '3.0'"),
+        ('[[target]]\nname = "A"\nbase_url = "http://x/db"\ntimeout = 0', "timeout must be a"),
+        ('[[target]]\nname = "A"\nbase_url = "http://x/db"\ntimeout = "5"', "timeout must be a"),
+        ('[[target]]\nname = "A"\nbase_url = "http://x/db"\nmax_concurrency = 0', "at least 1"),
+        ('[[target]]\nname = "A"\nbase_url = "http://x/db"\nlocal = "yes"', "true or false"),
+        ('[[target]]\nname = "A"\nbase_url = "http://x/db"\nurl = "x"', "unknown keys url"),
+        ('[[target]]\nname = "A"\nbase_url = "http://x/db"\nholdings = "MARC"', "holdings 'MARC'"),
+        (
+            '[[target]]\nname = "A"\nbase_url = "http://x/db"\nholdings = { agency = ["a"] }',
+            "holdings needs a tag",
+        ),
+        (
+            '[[target]]\nname = "A"\nbase_url = "http://x/db"\nholdings = { tag = "99" }',
+            "not a three-character MARC tag",
+        ),
+        (
+            '[[target]]\nname = "A"\nbase_url = "http://x/db"\n[target.indexes]\nissbn = "x"',
+            "unknown index key 'issbn'",
+        ),
+        (
+            '[[target]]\nname = "A"\nbase_url = "http://x/db"\n[target.indexes]\ntitle = "a b"',
+            "index for title must be a CQL index name",
+        ),
+        (
+            '[[target]]\nname = "A"\nbase_url = "http://x/db"\n'
+            '[[target]]\nname = "a"\nbase_url = "http://y/db"',
+            r"target 2 \(a\): another target is already called 'a'",
+        ),
+        ('[target]\nname = "A"', "targets are \\[\\[target\\]\\] tables"),
+        ('[[targets]]\nname = "A"', "unknown top-level keys targets"),
+        ("[[target]\nname = ", "not valid TOML"),
+    ],
+)
+def test_bad_target_configuration_is_a_clear_error(tmp_path: Path, toml: str, message: str) -> None:
+    path = tmp_path / "targets.toml"
+    path.write_text(toml, encoding="utf-8")
+    with pytest.raises(TargetConfigError, match=message) as caught:
+        load_targets(path)
+    assert str(caught.value).startswith(str(path))
+
+
+def test_missing_target_file(tmp_path: Path) -> None:
+    with pytest.raises(TargetConfigError, match="no such target file"):
+        load_targets(tmp_path / "nope.toml")
+
+
+def test_clause_rejects_unknown_keys_and_relations() -> None:
+    with pytest.raises(ValueError, match="unknown search key 'doi'"):
+        Clause("doi", "10.1000/1")
+    with pytest.raises(ValueError, match="unknown relation 'near'"):
+        Clause("title", "x", "near")
