@@ -459,7 +459,17 @@ def import_requests(ctx: click.Context, file: Path, accepted_only: bool, db: str
     "(requestingAgencyInfo). Default: $ILL_TUI_ENDPOINT_URL, else "
     "http://localhost:8081/iso18626.",
 )
-def simulate_partner(host: str, port: int, delay_ms: int, peer_url: str | None) -> None:
+@click.option(
+    "--scenario",
+    "scenarios",
+    metavar="AGENCY=SCENARIO",
+    multiple=True,
+    help="The scenario the partner with this agency id value plays when a request names "
+    "none, e.g. US-NYPL=WILLSUPPLY_LOANED (repeatable; an ill-tui extension).",
+)
+def simulate_partner(
+    host: str, port: int, delay_ms: int, peer_url: str | None, scenarios: tuple[str, ...]
+) -> None:
     """Run an ISO 18626 partner that answers as Index Data's illmock does.
 
     It plays every partner a request is addressed to, with no database: POST messages to
@@ -475,12 +485,19 @@ def simulate_partner(host: str, port: int, delay_ms: int, peer_url: str | None) 
     Examples:
       ill-tui simulate-partner
       ill-tui simulate-partner --port 9000 --delay 500 --peer-url http://127.0.0.1:8627/iso18626
+      ill-tui simulate-partner --scenario US-NYPL=WILLSUPPLY_LOANED --scenario GB-BL=RETRY:COST
     """
     import os
 
     from adapters.iso18626.simulator import DEFAULT_PEER_URL
     from adapters.iso18626.simulator import run as run_simulator
 
+    by_agency: dict[str, str] = {}
+    for item in scenarios:
+        agency, sep, scenario = item.partition("=")
+        if not sep or not agency.strip() or not scenario.strip():
+            _fail(f"--scenario {item!r} must look like AGENCY=SCENARIO, e.g. DK-1=LOANED.")
+        by_agency[agency.strip()] = scenario.strip()
     url = peer_url or os.environ.get("ILL_TUI_ENDPOINT_URL") or DEFAULT_PEER_URL
     if not url.startswith(("http://", "https://")):
         _fail(f"--peer-url {url!r} must be an http:// or https:// URL.")
@@ -490,7 +507,7 @@ def simulate_partner(host: str, port: int, delay_ms: int, peer_url: str | None) 
         err=True,
     )
     try:
-        run_simulator(host=host, port=port, delay_ms=delay_ms, peer_url=url)
+        run_simulator(host=host, port=port, delay_ms=delay_ms, peer_url=url, scenarios=by_agency)
     except OSError as exc:
         _fail(f"Cannot listen on {host}:{port}: {exc}")
 

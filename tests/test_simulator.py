@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from click.testing import CliRunner
 from lxml import etree
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -36,6 +37,7 @@ from starlette.routing import Route
 
 from adapters.iso18626 import codec
 from ill_tui import protocol as p
+from ill_tui.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 _XSD_COPIES = (
@@ -214,6 +216,8 @@ def simulator(receiver: Receiver, tmp_path_factory: pytest.TempPathFactory) -> I
                 str(DELAY_MS),
                 "--peer-url",
                 receiver.peer_url,
+                "--scenario",
+                "SIM-CONFIGURED=WILLSUPPLY_LOANED",
             ],
             cwd=ROOT,
             env=env,
@@ -490,6 +494,43 @@ def test_note_selects_the_scenario_for_its_supplier_only(
         "StatusChange/Loaned",
     ]
     assert statuses(receiver.settled(other, 1)) == ["RequestResponse/WillSupply"]
+
+
+def test_configured_scenario_when_the_request_names_none(
+    simulator: Simulator, receiver: Receiver
+) -> None:
+    plain, noted = f"t-{uuid.uuid4().hex[:12]}", f"t-{uuid.uuid4().hex[:12]}"
+    request = make_request(plain, answer_to=receiver.url, supplier="SIM-CONFIGURED")
+    ok(post(simulator, request), receiver, plain)
+    assert statuses(receiver.settled(plain, 2)) == [
+        "RequestResponse/WillSupply",
+        "StatusChange/Loaned",
+    ]
+    # What the request names still wins.
+    request = make_request(
+        noted,
+        answer_to=receiver.url,
+        supplier="SIM-CONFIGURED",
+        note="MOCK:SIM-CONFIGURED:UNFILLED",
+    )
+    ok(post(simulator, request), receiver, noted)
+    assert statuses(receiver.settled(noted, 1)) == ["RequestResponse/Unfilled"]
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--scenario", "LOANED"], "must look like AGENCY=SCENARIO"),
+        (["--scenario", "=LOANED"], "must look like AGENCY=SCENARIO"),
+        (["--peer-url", "ftp://example.org/"], "must be an http:// or https:// URL"),
+        (["--delay", "-5"], "Invalid value for '--delay'"),
+    ],
+)
+def test_bad_options_are_named(args: list[str], words: str) -> None:
+    result = CliRunner().invoke(cli, ["simulate-partner", *args], prog_name="ill-tui")
+    assert result.exit_code != 0
+    assert words in result.output
+    assert "Traceback" not in result.output
 
 
 def test_peer_url_when_the_request_names_no_address(

@@ -14,8 +14,9 @@ The behaviour follows illmock as summarised in ``../shared/conformance/iso18626/
   text). Replies are ``application/xml`` with ``X-Request-ID`` set to the request id.
 * Supplier role, for a ``request`` (not a PatronRequest) and a ``requestingAgencyMessage``. The
   scenario is a ``MOCK:<supplierId>:<SCENARIO>`` token in serviceInfo/note when ``<supplierId>``
-  is the supplying agency's id value, else bibliographicInfo/supplierUniqueRecordId; empty or
-  unknown means UNFILLED (see ``scenario_for``). After the OK RequestConfirmation the statuses
+  is the supplying agency's id value, else bibliographicInfo/supplierUniqueRecordId, else (an
+  ill-tui extension) the scenario configured for that agency; empty or unknown means UNFILLED
+  (see ``scenario_for``). After the OK RequestConfirmation the statuses
   of the scenario go to the requester one by one, ``delay`` apart, the first with
   reasonForMessage RequestResponse and later ones StatusChange. Loaned carries a due date
   14 days on, sentVia, deliveredFormat and itemId. Received triggers Overdue or Recalled when
@@ -47,7 +48,7 @@ import contextlib
 import dataclasses
 import logging
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -143,22 +144,29 @@ def _scenario_in_note(request: p.IllRequest) -> str:
     return scenario
 
 
-def scenario_for(request: p.IllRequest) -> str:
+def scenario_for(request: p.IllRequest, defaults: Mapping[str, str] | None = None) -> str:
     """The scenario the supplier plays for ``request``, as illmock chooses it.
 
     A ``MOCK:<supplierId>:<SCENARIO>`` token in serviceInfo/note wins when ``<supplierId>`` is
     the request's supplying agency id value; otherwise bibliographicInfo/supplierUniqueRecordId
-    is the scenario; neither gives ``"UNFILLED"``. ``RETRY:X_Y`` gives ``RETRY:X`` for a new
-    request and ``Y`` for a request of type Retry; a Retry of a plain ``RETRY:X`` gives ``""``
-    (the request is confirmed and nothing follows).
+    is the scenario; then (an ill-tui extension, since ill-tui sends no supplierUniqueRecordId
+    and a rota's later requests carry no note) the scenario ``defaults`` gives the supplying
+    agency id value; none of these gives ``"UNFILLED"``. ``RETRY:X_Y`` gives ``RETRY:X`` for a
+    new request and ``Y`` for a request of type Retry; a Retry of a plain ``RETRY:X`` gives
+    ``""`` (the request is confirmed and nothing follows).
 
     Args:
         request: the incoming ISO 18626 request.
+        defaults: scenario per supplying agency id value, for requests that name none.
 
     Returns:
         The scenario keyword; an unknown keyword is played as UNFILLED by the supplier.
     """
-    scenario = _scenario_in_note(request) or request.bibliographic_info.supplier_unique_record_id
+    scenario = (
+        _scenario_in_note(request)
+        or request.bibliographic_info.supplier_unique_record_id
+        or (defaults or {}).get(request.header.supplying_agency_id.value)
+    )
     if not scenario:
         return "UNFILLED"
     if not scenario.startswith("RETRY"):
@@ -283,6 +291,8 @@ class PartnerSimulator:
             the requesting agency empty.
         supplier_agency: the same for an empty supplying agency.
         max_bytes: the largest message body accepted.
+        scenarios: the scenario each supplying agency (by id value) plays when a request names
+            none (an ill-tui extension; see ``scenario_for``).
     """
 
     def __init__(
@@ -295,6 +305,7 @@ class PartnerSimulator:
         requester_agency: p.AgencyId | None = None,
         supplier_agency: p.AgencyId | None = None,
         max_bytes: int = codec.DEFAULT_MAX_BYTES,
+        scenarios: Mapping[str, str] | None = None,
     ) -> None:
         if delay < 0:
             raise ValueError(f"The delay must not be negative, not {delay}.")
@@ -305,6 +316,7 @@ class PartnerSimulator:
         self.requester_agency = requester_agency or p.AgencyId(type="MOCK", value="REQ")
         self.supplier_agency = supplier_agency or p.AgencyId(type="MOCK", value="SUP")
         self.max_bytes = max_bytes
+        self.scenarios = dict(scenarios or {})
         self.supplying: dict[SupplierKey, _Supplying] = {}
         self.requesting: dict[RequesterKey, _Requesting] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -411,7 +423,7 @@ class PartnerSimulator:
         key = _supplier_key(header)
         if key in self.supplying:
             return self._confirm(request, received, "RequestingAgencyRequestId already exists")
-        scenario = scenario_for(request)
+        scenario = scenario_for(request, self.scenarios)
         log.info(
             "simulator: request %s from %s to %s, scenario %r",
             header.requesting_agency_request_id,
@@ -872,6 +884,7 @@ def run(
     port: int = DEFAULT_PORT,
     delay_ms: int = DEFAULT_DELAY_MS,
     peer_url: str = DEFAULT_PEER_URL,
+    scenarios: Mapping[str, str] | None = None,
 ) -> None:
     """Serve a ``PartnerSimulator`` with uvicorn until interrupted (SIGINT or SIGTERM).
 
@@ -880,10 +893,11 @@ def run(
         port: the TCP port to listen on.
         delay_ms: pause before each follow-up message, in milliseconds.
         peer_url: where follow-ups go when a request names no http(s) address.
+        scenarios: the scenario per supplying agency id value for requests that name none.
     """
     import uvicorn
 
     # uvicorn configures only its own loggers; the simulator's one line per message needs this.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
-    simulator = PartnerSimulator(delay=delay_ms / 1000, peer_url=peer_url)
+    simulator = PartnerSimulator(delay=delay_ms / 1000, peer_url=peer_url, scenarios=scenarios)
     uvicorn.run(simulator.app, host=host, port=port, log_level="info", access_log=False)
