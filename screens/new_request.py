@@ -1,8 +1,13 @@
 """The new-request form: a borrowing request for a patron or a lending request from a library.
 
-The form only collects text; ``Desk.create_request`` checks it and either stores the request or
+The form only collects text; ``Desk.intake_request`` checks it and either stores the request or
 raises ``ValidationFailed`` with one message per field, which the form shows beside each field.
-Nothing is written when any field is wrong.
+Nothing is written when any field is wrong. A request that repeats an open request of the same
+patron is stored but marked, and staff are told which request it repeats.
+
+An OpenURL pasted into the field at the top (Enter) fills the citation fields and the service
+type; staff check them and save as usual. A link that cannot be read is explained beside the
+paste field and nothing else changes.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet
 from textual.worker import Worker, WorkerState
 
+from ill_tui.citation import CITATION_FIELDS, Citation, CitationLinkError
 from ill_tui.models import Direction, ServiceType
 from ill_tui.services.requests import RequestForm, ValidationFailed
 from screens import SCREENS_DIR
@@ -48,6 +54,7 @@ FIELDS: tuple[tuple[str, str, str], ...] = (
     ("oclc_number", "OCLC number", ""),
     ("lccn", "LCCN", ""),
     ("doi", "DOI", "10.…"),
+    ("pmid", "PMID", "PubMed id"),
     ("patron", "Patron barcode *", ""),
     ("partner", "Library *", "agency id (ISIL:DK-820010) or name"),
     ("partner_request_id", "Their request id", ""),
@@ -58,6 +65,8 @@ FIELDS: tuple[tuple[str, str, str], ...] = (
 )
 BORROWING_ONLY = frozenset({"patron"})
 LENDING_ONLY = frozenset({"partner", "partner_request_id"})
+# Shown in the form but passed beside the RequestForm (see Desk.intake_request).
+BESIDE_FORM = frozenset({"pmid"})
 FIELD_NAMES = tuple(name for name, _, _ in FIELDS)
 
 
@@ -72,14 +81,17 @@ class Created:
 
     request_id: int
     direction: Direction
+    duplicate_of: int | None = None
 
 
 @dataclass
 class RequestCreated(Message):
-    """The desk stored the new request."""
+    """The desk stored the new request; ``duplicates`` describes open requests it repeats."""
 
     request_id: int
     direction: Direction
+    duplicate_of: int | None = None
+    duplicates: tuple[str, ...] = ()
 
 
 @dataclass
@@ -97,6 +109,8 @@ class NewRequestModal(ReportsWorkerErrors, ModalScreen[Created | None]):
         Binding("ctrl+s", "save", "Save", id="new_request.save", tooltip="Save the new request"),
         Binding("escape", "cancel", "Cancel", id="new_request.cancel",
                 tooltip="Close the form (asks before discarding what was typed)"),
+        Binding("ctrl+o", "paste_link", "OpenURL", id="new_request.openurl",
+                tooltip="Go to the OpenURL field: paste a link, Enter fills the form"),
     ]  # fmt: skip
 
     def __init__(
@@ -117,6 +131,16 @@ class NewRequestModal(ReportsWorkerErrors, ModalScreen[Created | None]):
         with Vertical(id="new-request-dialog"):
             yield Label("New request", id="new-request-title")
             with VerticalScroll(id="new-request-fields"):
+                with Horizontal(classes="form-row", id="row-openurl"):
+                    yield Label("OpenURL", classes="field-label")
+                    with Vertical(classes="field-box"):
+                        yield Input(
+                            placeholder="paste a link, then Enter fills the form",
+                            id="field-openurl",
+                            compact=True,
+                            select_on_focus=False,
+                        )
+                        yield Label("", id="error-openurl", classes="field-error error")
                 with Horizontal(classes="form-row", id="row-direction"):
                     yield Label("Direction", classes="field-label")
                     with RadioSet(id="direction"):
@@ -156,6 +180,7 @@ class NewRequestModal(ReportsWorkerErrors, ModalScreen[Created | None]):
                 yield Button("Cancel (esc)", id="new-request-cancel")
 
     def on_mount(self) -> None:
+        self.query_one("#row-openurl").display = self.desk.citation_links is not None
         self._show_direction_fields()
         for label in self.query(".field-error"):
             label.display = False
@@ -184,7 +209,7 @@ class NewRequestModal(ReportsWorkerErrors, ModalScreen[Created | None]):
     def form(self) -> RequestForm:
         """What was typed, as a ``RequestForm`` (fields of the other direction left blank)."""
         direction = self.chosen_direction()
-        values = {name: self.field(name).value for name in FIELD_NAMES}
+        values = {name: self.field(name).value for name in FIELD_NAMES if name not in BESIDE_FORM}
         hidden = LENDING_ONLY if direction is Direction.BORROWING else BORROWING_ONLY
         for name in hidden:
             values[name] = ""
@@ -197,8 +222,40 @@ class NewRequestModal(ReportsWorkerErrors, ModalScreen[Created | None]):
         )
 
     def has_input(self) -> bool:
-        """True when anything was typed into the form."""
-        return any(self.field(name).value.strip() for name in FIELD_NAMES)
+        """True when anything was typed (or pasted) into the form."""
+        return any(self.field(name).value.strip() for name in (*FIELD_NAMES, "openurl"))
+
+    def fill_from_citation(self, citation: Citation) -> int:
+        """Put a citation into the citation fields (clearing those it leaves empty) and choose
+        its service type; the patron, library, dates, cost and note are kept. Returns how many
+        fields were filled."""
+        values = citation.values()
+        for name in CITATION_FIELDS:
+            if name in FIELD_NAMES:
+                self.field(name).value = values.get(name, "")
+        service_type = ServiceType(citation.service_type)
+        self.query_one(f"#service-type-{service_type.value.lower()}", RadioButton).value = True
+        return len(values)
+
+    def _fill_from_link(self, link: str) -> None:
+        if not link.strip():
+            return
+        try:
+            citation = self.desk.read_citation_link(link)
+        except CitationLinkError as exc:
+            self._set_error("openurl", str(exc))
+            return
+        filled = self.fill_from_citation(citation)
+        self._set_error("openurl", "")
+        party = "patron" if self.chosen_direction() is Direction.BORROWING else "partner"
+        first = next(
+            (name for name in ("title", party) if not self.field(name).value.strip()), "title"
+        )
+        self.field(first).focus()
+        self.notify(
+            f"Filled {filled} field{'s' if filled != 1 else ''} from the link; "
+            "check them, then save (ctrl+s)."
+        )
 
     def _show_direction_fields(self) -> None:
         borrowing = self.chosen_direction() is Direction.BORROWING
@@ -217,7 +274,10 @@ class NewRequestModal(ReportsWorkerErrors, ModalScreen[Created | None]):
             self._set_error(event.input.id.removeprefix("field-"), "")
 
     @on(Input.Submitted)
-    def _input_submitted(self) -> None:
+    def _input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "field-openurl":
+            self._fill_from_link(event.value)
+            return
         self.focus_next()
 
     def _set_error(self, kebab_name: str, text: str) -> None:
@@ -258,21 +318,48 @@ class NewRequestModal(ReportsWorkerErrors, ModalScreen[Created | None]):
         if self._busy:
             return
         self._busy = True
-        self.create_request(self.form())
+        self.create_request(self.form(), self.field("pmid").value)
+
+    def action_paste_link(self) -> None:
+        """Go to the OpenURL field (when pasting links is set up)."""
+        if self.query_one("#row-openurl").display:
+            self.field("openurl").focus()
+            self.query_one("#row-openurl").scroll_visible()
 
     @work(thread=True, exclusive=True, group="new-request", exit_on_error=False)
-    def create_request(self, form: RequestForm) -> None:
-        """Worker: check and store the request."""
+    def create_request(self, form: RequestForm, pmid: str = "") -> None:
+        """Worker: check and store the request, and look for open requests it repeats."""
         try:
-            request = self.desk.create_request(form)
+            intake = self.desk.intake_request(form, pmid=pmid)
         except ValidationFailed as exc:
             self.post_message(FormRejected(dict(exc.errors)))
             return
+        request = intake.request
         assert request.id is not None
-        self.post_message(RequestCreated(request.id, Direction(request.direction)))
+        self.post_message(
+            RequestCreated(
+                request.id,
+                Direction(request.direction),
+                duplicate_of=request.duplicate_of_id,
+                duplicates=tuple(d.describe() for d in intake.duplicates),
+            )
+        )
 
     def on_request_created(self, message: RequestCreated) -> None:
-        self.dismiss(Created(message.request_id, message.direction))
+        if message.duplicates:
+            # an app-wide notification: it stays on screen after the form closes
+            self.app.notify(
+                f"Request {message.request_id} may duplicate {message.duplicates[0]}"
+                + (
+                    f" (and {len(message.duplicates) - 1} more)"
+                    if len(message.duplicates) > 1
+                    else ""
+                ),
+                title="Possible duplicate",
+                severity="warning",
+                timeout=20,
+            )
+        self.dismiss(Created(message.request_id, message.direction, message.duplicate_of))
 
     def on_form_rejected(self, message: FormRejected) -> None:
         self._busy = False

@@ -566,3 +566,123 @@ async def test_search_keys_never_leave_the_screen_frozen(tmp_path: Path) -> None
         await pilot.pause(0.15)
         assert app._batch_count == 0
         assert titles(app) == ["Cybernetics"]
+
+
+# -- H3: an OpenURL pasted into the new-request form ------------------------------------------
+
+
+async def test_openurl_pasted_into_the_form_fills_it_and_saves(tmp_path: Path) -> None:
+    from textual import events
+
+    from adapters.openurl import parse_openurl
+
+    app, engine = make_app(tmp_path)
+    app.desk.citation_links = parse_openurl  # what the composition root wires in
+    article = (
+        "https://resolver.example.edu/ill?url_ver=Z39.88-2004"
+        "&rft_val_fmt=info%3Aofi%2Ffmt%3Akev%3Amtx%3Ajournal&rft.genre=article"
+        "&rft.atitle=Molecular+structure+of+nucleic+acids&rft.jtitle=Nature&rft.aulast=Watson"
+        "&rft.aufirst=J+D&rft.date=1953&rft.volume=171&rft.spage=737&rft.epage=738"
+        "&rft.issn=0028-0836&rft_id=info%3Adoi%2F10.1038%2F171737a0&rft_id=info%3Apmid%2F13054692"
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        before = request_count(engine)
+        await pilot.press("n")
+        await settle(pilot)
+        modal = app.screen
+        assert isinstance(modal, NewRequestModal)
+        link = modal.query_one("#field-openurl", Input)
+        await pilot.press("ctrl+o")
+        assert app.focused is link
+
+        # a link with nothing to request: the reason beside the field, nothing filled
+        link.post_message(events.Paste("https://resolver.example.edu/ill?url_ver=Z39.88-2004"))
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        error = modal.query_one("#error-openurl", Label)
+        assert error.display
+        assert "no title, ISBN, ISSN or DOI" in plain(error.content)
+        assert error.parent is link.parent
+        assert modal.query_one("#field-title", Input).value == ""
+
+        # the real link: staff clear the field, paste it and press Enter
+        link.value = ""
+        link.post_message(events.Paste(article))
+        await pilot.pause()
+        assert not error.display  # editing the link clears its message
+        await pilot.press("enter")
+        await pilot.pause()
+        value = {name: modal.query_one(f"#field-{name}", Input).value for name in
+                 ("title", "article-title", "article-author", "year", "volume", "pages", "issn",
+                  "doi", "pmid", "isbn")}  # fmt: skip
+        assert value == {
+            "title": "Nature",
+            "article-title": "Molecular structure of nucleic acids",
+            "article-author": "Watson, J D",
+            "year": "1953",
+            "volume": "171",
+            "pages": "737-738",
+            "issn": "00280836",
+            "doi": "10.1038/171737a0",
+            "pmid": "13054692",
+            "isbn": "",
+        }
+        assert modal.chosen_service_type().value == "Copy"
+        assert app.focused is modal.query_one("#field-patron", Input)  # what is still missing
+        assert request_count(engine) == before  # nothing stored until staff save
+
+        await pilot.press(*"P002", "ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, QueueScreen)
+        assert request_count(engine) == before + 1
+        with session_scope(engine) as session:
+            new = session.exec(select(Request).where(Request.title == "Nature")).one()
+        assert (new.service_type, new.article_title, new.issn, new.doi, new.pmid) == (
+            "Copy",
+            "Molecular structure of nucleic acids",
+            "00280836",
+            "10.1038/171737a0",
+            "13054692",
+        )
+        assert (new.party_name, new.status, new.duplicate_of_id) == ("Grace Hopper", "New", None)
+        assert "Molecular structure of nucleic acids (Nature)" in titles(app)
+
+
+async def test_form_flags_a_duplicate_of_an_open_request(tmp_path: Path) -> None:
+    from textual import events
+
+    from adapters.openurl import parse_openurl
+
+    app, engine = make_app(tmp_path)
+    app.desk.citation_links = parse_openurl
+    # "Being and Time" (P001, ISBN 9780060638504) is open; the same book as an ISBN-10 link
+    book = "genre=book&title=Sein+und+Zeit&aulast=Heidegger&isbn=0-06-063850-8"
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("n")
+        await settle(pilot)
+        modal = app.screen
+        assert isinstance(modal, NewRequestModal)
+        await pilot.press("ctrl+o")
+        modal.query_one("#field-openurl", Input).post_message(events.Paste(book))
+        await pilot.pause()
+        await pilot.press("enter", *"P001", "ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, QueueScreen)
+        with session_scope(engine) as session:
+            original = session.exec(select(Request).where(Request.title == "Being and Time")).one()
+            new = session.exec(select(Request).where(Request.title == "Sein und Zeit")).one()
+            notes = list(session.exec(select(Note).where(Note.request_id == new.id)))
+        assert new.duplicate_of_id == original.id
+        assert [n.text for n in notes] == [
+            f'Possible duplicate of request {original.id} (New, "Being and Time"): '
+            "same ISBN 9780060638504."
+        ]
+        messages = [n.message for n in app._notifications]
+        assert (
+            f'Request {new.id} may duplicate request {original.id} (New, "Being and Time"): '
+            "same ISBN 9780060638504" in messages
+        )
+        assert f"Request {new.id} created." in messages

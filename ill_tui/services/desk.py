@@ -11,10 +11,11 @@ from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
 
+from ill_tui.citation import Citation, CitationLinkError, CitationLinkReader
 from ill_tui.clock import Clock, utcnow
 from ill_tui.db import session_scope
 from ill_tui.models import Note, Request, Status
-from ill_tui.services import outbox, queue, requests
+from ill_tui.services import intake, outbox, queue, requests
 
 
 class Desk:
@@ -104,3 +105,32 @@ class Desk:
         """Cancel a pending or failed outbound message (``outbox.OutboxError`` if not)."""
         with session_scope(self.engine) as session:
             outbox.cancel_message(session, message_id, now=self.clock(), actor=self.actor)
+
+    # -- intake: the new-request form and pasted citation links (services/intake.py) -----------
+
+    #: Reads a pasted citation link (an OpenURL) into a Citation; the composition root sets it
+    #: to ``adapters.openurl.parse_openurl``. None: pasting links is not available.
+    citation_links: CitationLinkReader | None = None
+
+    def read_citation_link(self, link: str) -> Citation:
+        """The citation in a pasted link (an OpenURL), for the new-request form to fill in.
+
+        Pure parsing, no I/O: safe to call from the UI thread.
+
+        Raises:
+            CitationLinkError: the link cannot be read, or no reader is set up.
+        """
+        if self.citation_links is None:
+            raise CitationLinkError("Pasting OpenURL links is not set up in this installation.")
+        return self.citation_links(link)
+
+    def intake_request(self, form: requests.RequestForm, *, pmid: str = "") -> intake.Intake:
+        """Check and store a new request; mark it when it repeats an open request.
+
+        Raises:
+            ValidationFailed: with per-field errors (``pmid`` included); nothing is stored.
+        """
+        with session_scope(self.engine) as session:
+            return intake.intake_request(
+                session, form=form, pmid=pmid, actor=self.actor, clock=self.clock
+            )
