@@ -10,10 +10,14 @@ Borrowing, in the usual order::
         -> Loaned -> Received -> CheckedOut -> Returned -> LoanCompleted
     (copies end at CopyCompleted; Unfilled and RetryPossible go back to Sourcing)
 
+The ISO 18626 exchange (``services.exchange``) moves the ISO statuses as partners' messages
+arrive; staff move the local stages.
+
 Lending::
 
     RequestReceived -> ExpectToSupply -> Pulling -> WillSupply -> Shipped -> Loaned
         -> LoanCompleted  (copies: WillSupply -> CopyCompleted)
+    (RetryPossible -> RequestReceived when the borrower sends a Retry request)
 
 This module is pure: it knows nothing of the database. ``services.requests`` applies a
 transition and writes its Event in the same transaction.
@@ -86,6 +90,7 @@ _BORROWING: tuple[tuple[Status, Status, str], ...] = (
     (S.RECEIVED, S.CHECKED_OUT, "Lend the item to the patron"),
     (S.RECEIVED, S.RETURNED, "Return to lender without checkout"),
     (S.RECEIVED, S.RECALLED, "Lender recalls the item"),
+    (S.RECEIVED, S.OVERDUE, "Lender reports the loan overdue"),
     (S.CHECKED_OUT, S.RETURNED, "Patron returned the item"),
     (S.CHECKED_OUT, S.OVERDUE, "Loan is overdue"),
     (S.CHECKED_OUT, S.RECALLED, "Lender recalls the item"),
@@ -115,6 +120,9 @@ _LENDING: tuple[tuple[Status, Status, str], ...] = (
     (S.PULLING, S.RETRY_POSSIBLE, "Offer a retry with conditions"),
     (S.PULLING, S.UNFILLED, "Item not on shelf, cannot supply"),
     (S.PULLING, S.CANCELLED, "Cancelled by the borrower"),
+    # ISO 18626: after RetryPossible the borrower may send a Retry request on our conditions
+    (S.RETRY_POSSIBLE, S.REQUEST_RECEIVED, "Borrower retries on our conditions"),
+    (S.RETRY_POSSIBLE, S.CANCELLED, "Borrower did not retry"),
     (S.WILL_SUPPLY, S.SHIPPED, "Ship the loan"),
     (S.WILL_SUPPLY, S.COPY_COMPLETED, "Copy delivered"),
     (S.WILL_SUPPLY, S.UNFILLED, "Cannot supply after all"),

@@ -8,14 +8,17 @@ closed). Screens never open sessions or see SQL.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 
 from sqlalchemy.engine import Engine
 
 from ill_tui.citation import Citation, CitationLinkError, CitationLinkReader
 from ill_tui.clock import Clock, utcnow
+from ill_tui.config import Settings
 from ill_tui.db import session_scope
-from ill_tui.models import Note, Request, Status
-from ill_tui.services import intake, outbox, queue, requests
+from ill_tui.models import Note, Request, RotaEntry, Status
+from ill_tui.ports import MessageCodec
+from ill_tui.services import exchange, intake, outbox, queue, requests, sourcing
 
 
 class Desk:
@@ -25,12 +28,25 @@ class Desk:
         engine: the migrated database.
         actor: who is working (written into every Event and Note).
         clock: where "now" comes from; tests fix it.
+        codec: builds ISO 18626 messages (``None``: messaging not set up; a status change that
+            must send a message then raises ``exchange.CodecMissing``).
+        settings: our agency id, name and endpoint, sent in every ISO 18626 message.
     """
 
-    def __init__(self, engine: Engine, *, actor: str, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        actor: str,
+        clock: Clock = utcnow,
+        codec: MessageCodec | None = None,
+        settings: Settings | None = None,
+    ) -> None:
         self.engine = engine
         self.actor = actor
         self.clock = clock
+        self.codec = codec
+        self.settings = settings
 
     def load_page(self, query: queue.QueueQuery) -> queue.QueuePage:
         """One page of a queue."""
@@ -64,16 +80,24 @@ class Desk:
         *,
         reason: str | None = None,
         expected_version: int | None = None,
+        details: exchange.StatusDetails | None = None,
     ) -> Request:
-        """Apply a workflow transition and write its Event."""
+        """Apply a workflow transition, write its Event and queue its ISO 18626 message.
+
+        ``details`` carries what the message needs beyond the status (due date, reasons,
+        offered costs); see ``exchange.change_status`` for which transitions send what.
+        """
         with session_scope(self.engine) as session:
-            return requests.change_status(
+            return exchange.change_status(
                 session,
                 request_id=request_id,
                 to_status=to_status,
                 actor=self.actor,
                 reason=reason,
                 expected_version=expected_version,
+                details=details,
+                codec=self.codec,
+                settings=self.settings,
                 clock=self.clock,
             )
 
@@ -134,3 +158,107 @@ class Desk:
             return intake.intake_request(
                 session, form=form, pmid=pmid, actor=self.actor, clock=self.clock
             )
+
+    # -- ISO 18626 staff actions (services.exchange, services.sourcing) ---------------------------
+
+    def _messaging(self) -> tuple[MessageCodec, Settings]:
+        if self.codec is None or self.settings is None:
+            raise exchange.ExchangeError("ISO 18626 messaging is not set up in this program.")
+        return self.codec, self.settings
+
+    def set_rota(self, request_id: int, partner_ids: list[int]) -> list[RotaEntry]:
+        """Choose the lenders (in order) a borrowing request goes to after the current one."""
+        with session_scope(self.engine) as session:
+            return sourcing.set_rota(session, request_id=request_id, partner_ids=partner_ids)
+
+    def send_request(
+        self, request_id: int, *, partner_id: int | None = None, note: str | None = None
+    ) -> Request:
+        """Send a borrowing request in Sourcing to the next lender in its rota, or to
+        ``partner_id`` (``sourcing.RotaExhausted`` when no lender is left)."""
+        codec, settings = self._messaging()
+        with session_scope(self.engine) as session:
+            return sourcing.send_request(
+                session, request_id=request_id, actor=self.actor, codec=codec,
+                settings=settings, clock=self.clock, partner_id=partner_id, note=note,
+            )  # fmt: skip
+
+    def retry_offer(self, request_id: int) -> sourcing.RetryOffer | None:
+        """The lender's RetryPossible conditions and offered costs, for the screen to show."""
+        codec, _ = self._messaging()
+        with session_scope(self.engine) as session:
+            return sourcing.retry_offer(session, request_id, codec=codec)
+
+    def accept_retry(self, request_id: int, *, note: str | None = None) -> Request:
+        """Accept the lender's conditions: a Retry request to the same lender."""
+        codec, settings = self._messaging()
+        with session_scope(self.engine) as session:
+            return sourcing.accept_retry(
+                session, request_id=request_id, actor=self.actor, codec=codec,
+                settings=settings, clock=self.clock, note=note,
+            )  # fmt: skip
+
+    def decline_retry(self, request_id: int) -> Request:
+        """Decline the lender's conditions and move on to the next lender."""
+        codec, settings = self._messaging()
+        with session_scope(self.engine) as session:
+            return sourcing.decline_retry(
+                session, request_id=request_id, actor=self.actor, codec=codec,
+                settings=settings, clock=self.clock,
+            )  # fmt: skip
+
+    def advance_rota(self, request_id: int) -> Request:
+        """Move an Unfilled request on to the next lender in its rota."""
+        codec, settings = self._messaging()
+        with session_scope(self.engine) as session:
+            return sourcing.advance(
+                session, request_id=request_id, actor=self.actor, codec=codec,
+                settings=settings, clock=self.clock,
+            )  # fmt: skip
+
+    def request_renew(self, request_id: int, *, note: str | None = None) -> Request:
+        """Ask the lender to renew a loan (action Renew)."""
+        codec, settings = self._messaging()
+        with session_scope(self.engine) as session:
+            return exchange.request_renew(
+                session, request_id=request_id, actor=self.actor, note=note, codec=codec,
+                settings=settings, clock=self.clock,
+            )  # fmt: skip
+
+    def request_cancel(self, request_id: int, reason: str) -> Request:
+        """Ask the lender to cancel (action Cancel); the status follows its answer."""
+        codec, settings = self._messaging()
+        with session_scope(self.engine) as session:
+            return exchange.request_cancel(
+                session, request_id=request_id, actor=self.actor, reason=reason, codec=codec,
+                settings=settings, clock=self.clock,
+            )  # fmt: skip
+
+    def request_status(self, request_id: int) -> Request:
+        """Ask the lender for the request's status (action StatusRequest)."""
+        codec, settings = self._messaging()
+        with session_scope(self.engine) as session:
+            return exchange.request_status(
+                session, request_id=request_id, actor=self.actor, codec=codec,
+                settings=settings, clock=self.clock,
+            )  # fmt: skip
+
+    def answer_renew(
+        self, request_id: int, *, yes: bool, due_date: date | None = None, note: str | None = None
+    ) -> Request:
+        """Answer a borrower's Renew: yes with the new due date, or no."""
+        codec, settings = self._messaging()
+        with session_scope(self.engine) as session:
+            return exchange.answer_renew(
+                session, request_id=request_id, actor=self.actor, yes=yes, due_date=due_date,
+                note=note, codec=codec, settings=settings, clock=self.clock,
+            )  # fmt: skip
+
+    def answer_cancel(self, request_id: int, *, yes: bool, reason: str | None = None) -> Request:
+        """Answer a borrower's Cancel: yes cancels the lending request, no keeps it."""
+        codec, settings = self._messaging()
+        with session_scope(self.engine) as session:
+            return exchange.answer_cancel(
+                session, request_id=request_id, actor=self.actor, yes=yes, reason=reason,
+                codec=codec, settings=settings, clock=self.clock,
+            )  # fmt: skip
