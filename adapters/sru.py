@@ -394,6 +394,13 @@ def parse_response(target: Target, body: bytes, query: str = "") -> SearchResult
 
 
 # ---------------------------------------------------------------------------- client
+def _size_text(size: int) -> str:
+    """``32 MB``, ``500 KB``: a byte count as staff read it."""
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.3g} MB"
+    return f"{max(size // 1024, 1)} KB"
+
+
 def _where(target: Target) -> str:
     parts = urlsplit(target.base_url)
     return parts.netloc or target.base_url
@@ -495,7 +502,7 @@ class SruClient:
                 size += len(chunk)
                 if size > self._max_bytes:
                     raise InvalidResponse(
-                        f"{target.name} sent more than {self._max_bytes // (1024 * 1024)} MB; "
+                        f"{target.name} sent more than {_size_text(self._max_bytes)}; "
                         "ask for fewer records",
                         target=target.name,
                     )

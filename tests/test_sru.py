@@ -19,7 +19,8 @@ from pathlib import Path
 import httpx
 import pymarc
 import pytest
-from zebra_server import ZebraServer
+from zebra_server import ZebraServer, ZebraUnavailable
+from zebra_server import start_server as start_zebra_server
 
 from adapters.sru import SruClient, build_cql, cql_term, parse_response, request_params
 from ill_tui.catalog import (
@@ -623,3 +624,19 @@ def test_clause_rejects_unknown_keys_and_relations() -> None:
         Clause("doi", "10.1000/1")
     with pytest.raises(ValueError, match="unknown relation 'near'"):
         Clause("title", "x", "near")
+
+
+async def test_oversized_answer_is_refused(zebra: ZebraServer) -> None:
+    async with httpx.AsyncClient(verify=tls()) as http:
+        sru = SruClient(http, max_response_bytes=20_000)
+        small = await sru.search(union(zebra), [Clause("isbn", "0836932722")])
+        assert small.total == 1  # one record is about 4 KB
+        with pytest.raises(InvalidResponse) as caught:
+            await sru.search(union(zebra), [Clause("title", "history")], max_records=50)
+    assert str(caught.value) == "Union catalog sent more than 19 KB; ask for fewer records"
+
+
+def test_missing_zebra_is_reported_with_the_packages(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ZebraUnavailable, match="zebraidx, zebrasrv, yaz-marcdump not on PATH"):
+        start_zebra_server()
