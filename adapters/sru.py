@@ -87,6 +87,9 @@ def cql_term(text: str) -> str:
     return f'"{escaped}"'
 
 
+_ISBN_IN_TEXT = re.compile(r"(?<![\dXx])(?:97[89][\s-]?)?(?:\d[\s-]?){9}[\dXx](?![\dXx])")
+
+
 def _digits_x(value: str) -> str:
     return re.sub(r"[^0-9X]", "", value.upper())
 
@@ -104,7 +107,9 @@ def identifier_terms(key: str, value: str) -> list[str]:
     terms: list[str] = []
     try:
         if key == "isbn":
-            isbn13 = identifiers.normalise_isbn(value)
+            # "ISBN 0-8369-3272-2 (v. 1)": the ISBN is the run of 10 or 13 digits/X in it
+            found = _ISBN_IN_TEXT.search(value)
+            isbn13 = identifiers.normalise_isbn(found.group() if found else value)
             terms = [isbn13]
             if isbn13.startswith("978"):
                 terms.append(str(stdnum_isbn.to_isbn10(isbn13)))

@@ -103,6 +103,7 @@ async def sru() -> AsyncIterator[SruClient]:
         pytest.param("9780836932720", id="isbn13-of-stored-isbn10"),
         pytest.param("978-0-8369-3272-0", id="isbn13-hyphenated"),
         pytest.param("ISBN 0836932722 (pbk.)", id="isbn-with-words"),
+        pytest.param("ISBN 0-8369-3272-2 (v. 1)", id="isbn-with-words-and-digits"),
     ],
 )
 async def test_isbn_in_any_spelling_finds_the_record(
