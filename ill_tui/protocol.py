@@ -298,6 +298,17 @@ class BibliographicInfo:
     information_source: str | None = None
     bibliographic_record_ids: tuple[BibliographicRecordId, ...] = ()
 
+    def item_id(self, code: str) -> str | None:
+        """The first ``bibliographicItemId`` with ``code`` (``"ISBN"``, ``"issn"``, ...), if any.
+
+        Codes are compared without regard to case, as partners spell them either way.
+        """
+        wanted = code.casefold()
+        for item in self.bibliographic_item_ids:
+            if item.code.strip().casefold() == wanted:
+                return item.value
+        return None
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PublicationInfo:

@@ -1018,3 +1018,15 @@ def test_mangled_messages_give_a_named_error_or_a_message(data: bytes) -> None:
         return
     event("parsed and rebuilt")
     assert parse(rebuilt).message == parsed.message
+
+
+def test_item_ids_are_found_by_code_in_any_case() -> None:
+    message = parse(sample("crosslink/broker-catalog-request-1.xml")).message
+    assert isinstance(message, p.IllRequest)
+    assert message.bibliographic_info.item_id("isbn") == "1983"
+    assert message.bibliographic_info.item_id("ISSN") is None
+
+
+def test_build_refuses_what_is_not_a_message() -> None:
+    with pytest.raises(TypeError, match="not an ISO 18626 message"):
+        build(loan_message().header)  # type: ignore[arg-type]

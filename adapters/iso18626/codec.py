@@ -207,11 +207,15 @@ def build(message: p.Message) -> bytes:
     Raises:
         SchemaViolation: when the message cannot be valid v1.2: a naive datetime, a character
             XML cannot carry, a value the XSD refuses. Nothing invalid is ever returned.
+        TypeError: when ``message`` is not one of the six ``ill_tui.protocol`` messages.
     """
+    builder = _BUILDERS.get(type(message))
+    if builder is None:
+        raise TypeError(f"{type(message).__name__} is not an ISO 18626 message dataclass.")
     root = etree.Element(_Q + "ISO18626Message", nsmap={None: NS, "ill": NS})
     root.set(_VERSION_ATTR, p.VERSION)
     try:
-        _BUILDERS[type(message)](root, message)
+        builder(root, message)
     except ValueError as error:  # lxml refuses control characters with ValueError
         raise SchemaViolation([str(error)]) from error
     errors = _schema_errors(root)
@@ -547,6 +551,8 @@ def _safe_parser() -> etree.XMLParser:
 
 def _parse_xml(data: bytes) -> etree._Element:
     # Refuse a DOCTYPE before libxml2 reads it (cheap, covers ASCII-compatible encodings) ...
+    # Markup cannot appear unescaped in text, so only a CDATA section or a comment quoting
+    # "<!DOCTYPE" would be refused wrongly here; no ISO 18626 peer sends either.
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         raise UnsafeXml("A DOCTYPE or entity declaration is not allowed in an ISO 18626 message.")
     try:
