@@ -252,7 +252,9 @@ def pump(*libraries: Library, rounds: int = 50) -> list[Delivery]:
 # ISO status, or our local stages while the lender still sees the loan as out.
 _AGREES: dict[str, set[str]] = {
     "Shipped": {"Loaned"},
-    "Loaned": {"Received", "CheckedOut", "Returned"},
+    "Loaned": {"Received", "CheckedOut", "Returned", "Overdue"},
+    "Overdue": {"Returned"},
+    "Recalled": {"Returned"},
     "Pulling": {"RequestReceived", "ExpectToSupply"},
 }
 

@@ -1023,6 +1023,7 @@ def receive(
     codec: MessageCodec,
     settings: Settings,
     clock: Clock = utcnow,
+    received: datetime | None = None,
 ) -> p.Confirmation:
     """Authenticate, store and apply one inbound message; return its confirmation.
 
@@ -1037,11 +1038,12 @@ def receive(
         codec: builds the stored confirmation and any message queued in answer.
         settings: our agency id (the addressee check) and the rota timeout.
         clock: "now".
+        received: when the message arrived (``timestampReceived``; default: now).
 
     Returns:
         The confirmation to send back: OK, or ERROR with ``errorData`` saying why.
     """
-    received = clock()
+    received = received or clock()
     digest = hashlib.sha256(raw).hexdigest()
     for _attempt in range(5):
         try:
