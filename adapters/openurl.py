@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from ill_tui import identifiers
 from ill_tui.citation import COPY, LOAN, Citation, CitationLinkError
@@ -144,15 +144,17 @@ def _pairs(link: str) -> Values:
     text = link.strip().replace("&amp;", "&")
     if not text:
         raise OpenURLError("The link is empty; paste the whole OpenURL.")
-    if re.match(r"^[a-z][a-z0-9+.-]*://", text, re.IGNORECASE) or text.startswith("/"):
-        parts = urlsplit(text)
-        query = parts.query
-        if not query:
+    text = text.split("#", 1)[0]
+    if "?" in text:
+        query = text.split("?", 1)[1]
+        if not query.strip():
             raise OpenURLError(
                 "This link has no query (nothing after '?'), so it is not an OpenURL."
             )
+    elif re.match(r"^(?:[a-z][a-z0-9+.-]*://|/|www\.)", text, re.IGNORECASE):
+        raise OpenURLError("This link has no query (nothing after '?'), so it is not an OpenURL.")
     else:
-        query = text.split("#", 1)[0].removeprefix("?")
+        query = text
     if "=" not in query:
         raise OpenURLError("This is not an OpenURL: it has no key=value pairs.")
     encoding = "utf-8"

@@ -10,7 +10,7 @@ raise a ``CitationLinkError`` subclass, so the core can call them without import
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from typing import Protocol
 
 LOAN = "Loan"
@@ -54,20 +54,10 @@ class Citation:
             if name in CITATION_FIELDS and value.strip()
         }
 
-    def with_values(self, **values: str) -> Citation:
-        """A copy with some fields replaced."""
-        return replace(self, **values)
-
-    @property
-    def identifiers(self) -> dict[str, str]:
-        """The filled identifier fields, by field name."""
-        return {name: getattr(self, name) for name in IDENTIFIER_FIELDS if getattr(self, name)}
-
 
 CITATION_FIELDS: tuple[str, ...] = tuple(
     f.name for f in fields(Citation) if f.name not in ("service_type", "source")
 )
-IDENTIFIER_FIELDS: tuple[str, ...] = ("isbn", "issn", "oclc_number", "lccn", "doi", "pmid")
 
 
 class CitationLinkError(ValueError):

@@ -81,7 +81,6 @@ class Created:
 
     request_id: int
     direction: Direction
-    duplicate_of: int | None = None
 
 
 @dataclass
@@ -90,7 +89,6 @@ class RequestCreated(Message):
 
     request_id: int
     direction: Direction
-    duplicate_of: int | None = None
     duplicates: tuple[str, ...] = ()
 
 
@@ -340,7 +338,6 @@ class NewRequestModal(ReportsWorkerErrors, ModalScreen[Created | None]):
             RequestCreated(
                 request.id,
                 Direction(request.direction),
-                duplicate_of=request.duplicate_of_id,
                 duplicates=tuple(d.describe() for d in intake.duplicates),
             )
         )
@@ -359,7 +356,7 @@ class NewRequestModal(ReportsWorkerErrors, ModalScreen[Created | None]):
                 severity="warning",
                 timeout=20,
             )
-        self.dismiss(Created(message.request_id, message.direction, message.duplicate_of))
+        self.dismiss(Created(message.request_id, message.direction))
 
     def on_form_rejected(self, message: FormRejected) -> None:
         self._busy = False

@@ -121,6 +121,11 @@ def test_only_a_query_string_percent_encoding_and_plus() -> None:
     assert c.isbn == "9780306406157"
 
 
+def test_link_without_scheme_and_with_fragment() -> None:
+    c = parse_openurl("www.example.edu/ill?genre=book&title=Cybernetics&isbn=026273009X#top")
+    assert (c.title, c.isbn) == ("Cybernetics", "9780262730099")
+
+
 def test_latin1_from_an_old_source() -> None:
     c = parse_openurl("genre=book&title=Les+Mis%E9rables&aulast=Hugo&aufirst=Victor")
     assert c.title == "Les Misérables"
@@ -194,6 +199,7 @@ def test_0_1_pmid_and_book() -> None:
         ("just some words", "no key=value"),
         ("https://resolver.example.edu/ill", "no query"),
         ("https://resolver.example.edu/ill?", "no query"),
+        ("www.example.edu/ill", "no query"),
         ("url_ver=Z39.88-2004&rft.genre=book", "no title, ISBN, ISSN or DOI"),
         ("sid=google&genre=article&volume=3", "no title, ISBN, ISSN or DOI"),
         ("https://x.example/?url_ver=Z39.88-2004&rft.btitle=", "no title, ISBN, ISSN or DOI"),

@@ -30,7 +30,7 @@ from rapidfuzz import fuzz
 from sqlmodel import Session, col, select
 
 from ill_tui import identifiers
-from ill_tui.citation import COPY, Citation
+from ill_tui.citation import CITATION_FIELDS, COPY, Citation
 from ill_tui.models import Request
 
 # Percent similarity (rapidfuzz.fuzz.ratio on folded text) from which two titles are taken for
@@ -83,26 +83,8 @@ class Duplicate:
 
 def citation_of(request: Request) -> Citation:
     """A request's citation as a ``Citation`` (None read as "")."""
-    return Citation(
-        title=request.title or "",
-        author=request.author or "",
-        edition=request.edition or "",
-        publisher=request.publisher or "",
-        place_of_publication=request.place_of_publication or "",
-        year=request.year or "",
-        isbn=request.isbn or "",
-        issn=request.issn or "",
-        oclc_number=request.oclc_number or "",
-        lccn=request.lccn or "",
-        doi=request.doi or "",
-        pmid=request.pmid or "",
-        article_title=request.article_title or "",
-        article_author=request.article_author or "",
-        volume=request.volume or "",
-        issue=request.issue or "",
-        pages=request.pages or "",
-        service_type=request.service_type,
-    )
+    values = {name: getattr(request, name) or "" for name in CITATION_FIELDS}
+    return Citation(**values, service_type=request.service_type)
 
 
 def find_duplicates(
