@@ -813,7 +813,7 @@ def test_renew_is_answered_yes_with_a_new_due_date(
     assert renewed.status_info.status is p.Status.LOANED
     assert renewed.status_info.due_date is not None
     assert loaned.status_info.due_date is not None
-    assert renewed.status_info.due_date > loaned.status_info.due_date
+    assert renewed.status_info.due_date == loaned.status_info.due_date + timedelta(days=14)
     assert renewed.header.supplying_agency_request_id == loaned.header.supplying_agency_request_id
 
 

@@ -21,7 +21,7 @@ The behaviour follows illmock as summarised in ``../shared/conformance/iso18626/
   reasonForMessage RequestResponse and later ones StatusChange. Loaned carries a due date
   14 days on, sentVia, deliveredFormat and itemId. Received triggers Overdue or Recalled when
   the scenario says so; Renew is answered RenewResponse Y (status Loaned, and a new due date
-  14 days on, which illmock leaves out); Cancel
+  14 days after the current one, which illmock leaves out); Cancel
   CancelResponse Y / Cancelled before Loaned and N / Loaned after; ShippedReturn LoanCompleted.
 * Requester role, for a ``request`` whose requestSubType includes PatronRequest (the simulator
   forwards it as a plain Request to the supplier named in supplierInfo/supplierDescription, else
@@ -228,6 +228,7 @@ class _Supplying:
     overdue: bool = False
     recalled: bool = False
     loaned: bool = False
+    due: datetime | None = None
     first_response: bool = True
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -594,8 +595,9 @@ class PartnerSimulator:
                 delivery = p.DeliveryInfo(date_sent=now, item_id=_ITEM_IDS["Mail"])
         due = None
         if reason is p.ReasonForMessage.RENEW_RESPONSE and answer is p.YesNo.Y:
-            # illmock sends no date here; the renewed loan's new due date is more useful.
-            due = now + LOAN_PERIOD
+            # illmock sends no date here; a renewal that names its new due date (one loan
+            # period after the current one) is what a borrower can act on.
+            due = (state.due or now) + LOAN_PERIOD
         elif status is p.Status.LOANED and reason in _STATUS_REASONS:
             due = now + LOAN_PERIOD
             delivery = p.DeliveryInfo(
@@ -635,6 +637,8 @@ class PartnerSimulator:
             message = self.supplying_message(header, state, status, reason, answer=answer)
             if status is p.Status.LOANED and reason in _STATUS_REASONS:
                 state.loaned = True
+            if message.status_info.due_date is not None:
+                state.due = message.status_info.due_date
             if status in _TERMINAL:
                 self.supplying.pop(key, None)
             try:
