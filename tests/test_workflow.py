@@ -264,3 +264,14 @@ def test_workflow_module_is_pure() -> None:
     for forbidden in ("sqlalchemy", "sqlmodel", "ill_tui.db", "ill_tui.services"):
         assert f"import {forbidden}" not in text
         assert f"from {forbidden}" not in text
+
+
+def test_iso18626_transitions_the_exchange_relies_on() -> None:
+    """Moves partners' messages make (services.exchange): a Retry request brings a lending
+    request back from RetryPossible; a lender's Overdue reaches a loan already received."""
+    check_transition(Direction.LENDING, Status.RETRY_POSSIBLE, Status.REQUEST_RECEIVED)
+    check_transition(
+        Direction.LENDING, Status.RETRY_POSSIBLE, Status.CANCELLED, reason="no retry came"
+    )
+    assert is_open(Direction.LENDING, Status.RETRY_POSSIBLE)
+    check_transition(Direction.BORROWING, Status.RECEIVED, Status.OVERDUE)
