@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ from datetime import datetime, timedelta
 import anyio.to_thread
 import httpx
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from adapters.iso18626 import codec
 from ill_tui import protocol as p
@@ -148,7 +150,12 @@ class OutboxSender:
             write=self.read_timeout,
             pool=self.connect_timeout,
         )
-        return httpx.AsyncClient(timeout=timeout, transport=self.transport, follow_redirects=False)
+        # httpx writes the headers and the body of a POST in two sends; without TCP_NODELAY,
+        # Nagle's algorithm holds the body until the partner's delayed ACK (~40 ms a message).
+        transport = self.transport or httpx.AsyncHTTPTransport(
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+        )
+        return httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
 
     def wake(self) -> None:
         """Look at the outbox now rather than after the poll interval (call on the loop)."""
@@ -220,49 +227,70 @@ class OutboxSender:
             return outbox.claim(session, message_id, now=self.clock(), policy=self.policy)
 
     async def _deliver_one(self, client: httpx.AsyncClient, message_id: int) -> int:
+        """Deliver ``message_id`` and then the partner's next messages while they are due."""
         async with self._slots:
             outgoing = await anyio.to_thread.run_sync(self._claim, message_id)
-            if outgoing is None:
-                return 0  # another sender has it, or it is no longer due
-            if not outgoing.url:
-                answer = Answer(failure=f"partner {outgoing.peer} has no ISO 18626 endpoint URL")
-                final = True
-            else:
-                answer = await post_message(
-                    client,
-                    outgoing.url,
-                    outgoing.body,
-                    connect_timeout=self.connect_timeout,
-                    read_timeout=self.read_timeout,
+            attempted = 0
+            while outgoing is not None:  # None: another sender has it, or it is not due
+                if not outgoing.url:
+                    answer = Answer(
+                        failure=f"partner {outgoing.peer} has no ISO 18626 endpoint URL"
+                    )
+                    final = True
+                else:
+                    answer = await post_message(
+                        client,
+                        outgoing.url,
+                        outgoing.body,
+                        connect_timeout=self.connect_timeout,
+                        read_timeout=self.read_timeout,
+                    )
+                    final = False
+                # Recording this attempt and claiming the partner's next message share one
+                # transaction: one commit per message while a partner's backlog drains.
+                recorded, following = await anyio.to_thread.run_sync(
+                    self._record_and_claim_next, outgoing, answer, final
                 )
-                final = False
-            recorded = await anyio.to_thread.run_sync(self._record, outgoing, answer, final)
-            _log_attempt(outgoing, answer, recorded, self.clock())
-            return 1
+                _log_attempt(outgoing, answer, recorded, self.clock())
+                attempted += 1
+                outgoing = following
+            return attempted
 
-    def _record(self, outgoing: outbox.Outgoing, answer: Answer, final: bool) -> outbox.Recorded:
+    def _record_and_claim_next(
+        self, outgoing: outbox.Outgoing, answer: Answer, final: bool
+    ) -> tuple[outbox.Recorded, outbox.Outgoing | None]:
         now = self.clock()
         with session_scope(self.engine) as session:
-            confirmation = answer.confirmation
-            if confirmation is None:
-                return outbox.record_failure(
-                    session,
-                    outgoing.id,
-                    now=now,
-                    error=answer.failure,
-                    policy=self.policy,
-                    final=final,
-                )
-            error = confirmation.error_data
-            return outbox.record_confirmation(
-                session,
-                outgoing.id,
-                now=now,
-                ok=p.is_ok(confirmation),
-                confirmation=answer.raw,
-                error_type=error.error_type.value if error else None,
-                error_value=error.error_value if error else None,
+            recorded = self._record(session, outgoing, answer, final, now)
+            if recorded.outcome is not outbox.Outcome.SENT or outgoing.partner_id is None:
+                return recorded, None
+            due = outbox.due_messages(session, now=now, partner_id=outgoing.partner_id)
+            following = outbox.claim(session, due[0], now=now, policy=self.policy) if due else None
+            return recorded, following
+
+    def _record(
+        self,
+        session: Session,
+        outgoing: outbox.Outgoing,
+        answer: Answer,
+        final: bool,
+        now: datetime,
+    ) -> outbox.Recorded:
+        confirmation = answer.confirmation
+        if confirmation is None:
+            return outbox.record_failure(
+                session, outgoing.id, now=now, error=answer.failure, policy=self.policy, final=final
             )
+        error = confirmation.error_data
+        return outbox.record_confirmation(
+            session,
+            outgoing.id,
+            now=now,
+            ok=p.is_ok(confirmation),
+            confirmation=answer.raw,
+            error_type=error.error_type.value if error else None,
+            error_value=error.error_value if error else None,
+        )
 
 
 def _log_attempt(

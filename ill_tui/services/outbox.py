@@ -148,8 +148,10 @@ class Recorded:
 # ---------------------------------------------------------------------------- choosing
 
 
-def due_messages(session: Session, *, now: datetime, limit: int = 100) -> list[int]:
-    """The ids of the messages to send now: at most one per partner.
+def due_messages(
+    session: Session, *, now: datetime, limit: int = 100, partner_id: int | None = None
+) -> list[int]:
+    """The ids of the messages to send now: at most one per partner (or of ``partner_id``).
 
     A partner's head is its lowest-id pending message that is not held back by an earlier
     failed message of the same request; it is due when its ``next_attempt_at`` is empty or
@@ -168,20 +170,19 @@ def due_messages(session: Session, *, now: datetime, limit: int = 100) -> list[i
     }
     pending = (IsoMessage.direction == _OUT, IsoMessage.state == _PENDING)
     # The oldest pending message per partner comes straight from the outbox index.
-    heads = session.exec(
-        select(IsoMessage.partner_id, sa.func.min(IsoMessage.id))
-        .where(*pending)
-        .group_by(col(IsoMessage.partner_id))
-    ).all()
+    heads_query = select(IsoMessage.partner_id, sa.func.min(IsoMessage.id)).where(*pending)
+    if partner_id is not None:
+        heads_query = heads_query.where(col(IsoMessage.partner_id) == partner_id)
+    heads = session.exec(heads_query.group_by(col(IsoMessage.partner_id))).all()
     due: list[int] = []
-    for partner_id, head_id in sorted(heads, key=lambda row: row[1] or 0):
+    for head_partner, head_id in sorted(heads, key=lambda row: row[1] or 0):
         rows = session.exec(
             select(IsoMessage.id, IsoMessage.request_id, IsoMessage.next_attempt_at)
             .where(*pending, col(IsoMessage.id) >= head_id)
             .where(
                 col(IsoMessage.partner_id).is_(None)
-                if partner_id is None
-                else col(IsoMessage.partner_id) == partner_id
+                if head_partner is None
+                else col(IsoMessage.partner_id) == head_partner
             )
             .order_by(col(IsoMessage.id))
             .limit(1 if not failed_first else None)
