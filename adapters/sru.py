@@ -583,8 +583,14 @@ class SruClient:
 
         One target failing never hides another: its ``CatalogError`` takes its place in the
         answer, keyed by target name, in the order the targets were given.
+
+        Raises:
+            ValueError: two targets have the same name.
         """
         targets = list(targets)
+        names = [t.name for t in targets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"target names must be unique to tell the answers apart: {names}")
 
         async def one(target: Target) -> SearchResult | CatalogError:
             try:

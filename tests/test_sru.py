@@ -466,6 +466,8 @@ async def test_search_many_keeps_each_targets_error(zebra: ZebraServer, sru: Sru
     assert isinstance(answers["Gone"], TargetUnreachable)
     assert isinstance(answers["Union catalog"], SearchResult)
     assert all(isinstance(a, SearchResult | CatalogError) for a in answers.values())
+    with pytest.raises(ValueError, match="target names must be unique"):
+        await sru.search_many([union(zebra), union(zebra, "2.0")], [Clause("title", "loom")])
 
 
 # ---------------------------------------------------------------------------- client
