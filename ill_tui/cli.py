@@ -576,6 +576,15 @@ Examples:
     is_flag=True,
     help="Only receive; another process (the app, another serve) delivers the outbox.",
 )
+@click.option(
+    "--rota-check",
+    type=click.FloatRange(min=1),
+    default=300.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often the sender moves on requests a lender has not answered within "
+    "$ILL_TUI_ROTA_TIMEOUT_DAYS (default 7 days).",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -588,6 +597,7 @@ def serve(
     retry_attempts: int,
     poll: float,
     no_sender: bool,
+    rota_check: float,
 ) -> None:
     """Receive ISO 18626 messages and deliver the outbox, until Ctrl-C or SIGTERM.
 
@@ -609,7 +619,7 @@ def serve(
     from adapters.iso18626.port import Iso18626Codec
     from adapters.iso18626.sender import OutboxSender
     from ill_tui import protocol as p
-    from ill_tui.services import exchange, outbox
+    from ill_tui.services import exchange, outbox, sourcing
 
     if host not in LOOPBACK_HOSTS and not allow_remote:
         _fail(
@@ -632,7 +642,22 @@ def serve(
             max_delay=timedelta(seconds=retry_max),
             max_attempts=retry_attempts,
         )
-        sender = OutboxSender(engine, policy=policy, poll_interval=poll)
+        log = logging.getLogger("ill_tui.rota")
+
+        def rota_timeouts(now: datetime) -> None:
+            moved = sourcing.advance_stalled(
+                engine, codec=codec, settings=settings, clock=lambda: now
+            )
+            if moved:
+                log.info("rota: no answer in time, moved on: requests %s", moved)
+
+        sender = OutboxSender(
+            engine,
+            policy=policy,
+            poll_interval=poll,
+            periodic=rota_timeouts,
+            periodic_every=rota_check,
+        )
     app = make_app(
         receive,
         after_receive=sender.wake if sender else None,
