@@ -643,3 +643,21 @@ def test_missing_zebra_is_reported_with_the_packages(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(ZebraUnavailable, match="zebraidx, zebrasrv, yaz-marcdump not on PATH"):
         start_zebra_server()
+
+
+async def test_a_hanging_target_does_not_hold_up_the_others(
+    zebra: ZebraServer, sru: SruClient, silent_port: int
+) -> None:
+    hanging = Target(name="Hanging partner", base_url=f"http://127.0.0.1:{silent_port}/db",
+                     timeout=0.5)  # fmt: skip
+    answers = await sru.search_many(
+        [hanging, our_catalog(zebra), union(zebra)], [Clause("issn", "1471-2989")]
+    )
+    error = answers["Hanging partner"]
+    assert isinstance(error, TargetUnreachable)
+    assert str(error) == "Hanging partner did not answer within 0.5 s"
+    ours = answers["Our catalog"]
+    assert isinstance(ours, SearchResult)
+    assert ids(ours) == [OAG]
+    assert len(ours.records[0].holdings) == 3
+    assert isinstance(answers["Union catalog"], SearchResult)
