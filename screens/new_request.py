@@ -318,11 +318,16 @@ class NewRequestModal(ReportsWorkerErrors, ModalScreen[Created | None]):
         self._busy = True
         self.create_request(self.form(), self.field("pmid").value)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # the OpenURL key is offered only when the app can read links
+        if action == "paste_link":
+            return self.desk.citation_links is not None
+        return True
+
     def action_paste_link(self) -> None:
-        """Go to the OpenURL field (when pasting links is set up)."""
-        if self.query_one("#row-openurl").display:
-            self.field("openurl").focus()
-            self.query_one("#row-openurl").scroll_visible()
+        """Go to the OpenURL field."""
+        self.field("openurl").focus()
+        self.query_one("#row-openurl").scroll_visible()
 
     @work(thread=True, exclusive=True, group="new-request", exit_on_error=False)
     def create_request(self, form: RequestForm, pmid: str = "") -> None:

@@ -686,3 +686,19 @@ async def test_form_flags_a_duplicate_of_an_open_request(tmp_path: Path) -> None
             "same ISBN 9780060638504" in messages
         )
         assert f"Request {new.id} created." in messages
+
+
+async def test_no_openurl_field_when_links_cannot_be_read(tmp_path: Path) -> None:
+    app, _ = make_app(tmp_path)  # a desk without a citation link reader
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("n")
+        await settle(pilot)
+        modal = app.screen
+        assert isinstance(modal, NewRequestModal)
+        assert not modal.query_one("#row-openurl").display
+        await pilot.press("ctrl+o")
+        assert app.focused is modal.query_one("#field-title", Input)
+        enabled = {b.binding.action for b in modal.active_bindings.values() if b.enabled}
+        assert "save" in enabled
+        assert "paste_link" not in enabled
