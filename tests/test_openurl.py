@@ -8,11 +8,13 @@ WorldCat's book links with ``rft_id=urn:ISBN:`` and ``info:oclcnum/``.
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner, Result
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlmodel import select
 
 from adapters.openurl import OpenURLError, parse_openurl
@@ -321,3 +323,41 @@ def test_cli_errors_create_nothing(db_file: Path, args: list[str], words: str) -
     assert "Traceback" not in result.output
     requests, events, notes = stored(db_file)
     assert (requests, events, notes) == ([], [], [])
+
+
+# ------------------------------------------------------------------------------ any text at all
+
+
+# What a title can be once tidied: no control characters, single blanks, nothing at the ends.
+texts = (
+    st.text(
+        alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")),
+        min_size=1,
+        max_size=60,
+    )
+    .map(lambda t: " ".join(t.split()))
+    .filter(bool)
+)
+
+
+@given(journal=texts, article=texts, author=texts, volume=texts, plus=st.booleans())
+def test_any_text_survives_the_round_trip(
+    journal: str, article: str, author: str, volume: str, plus: bool
+) -> None:
+    fields = {
+        "url_ver": "Z39.88-2004",
+        "rft.genre": "article",
+        "rft.jtitle": journal,
+        "rft.atitle": article,
+        "rft.au": author,
+        "rft.volume": volume,
+    }
+    # '+' for blanks (forms) or %20 (most link builders): both are read
+    query = urlencode(fields) if plus else urlencode(fields, quote_via=quote)
+    c = parse_openurl(query)
+    assert (c.title, c.article_title, c.article_author, c.volume) == (
+        journal,
+        article,
+        author,
+        volume,
+    )
