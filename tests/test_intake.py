@@ -210,6 +210,14 @@ def test_intake_request_reports_pmid_with_the_other_errors(seeded: Engine, clock
             session, form=RequestForm(title="", patron="P001"), pmid="12a", actor="t", clock=clock
         )
     assert set(caught.value.errors) == {"title", "pmid"}
+    with session_scope(seeded) as session, pytest.raises(ValidationFailed) as caught:
+        intake_request(
+            session, form=RequestForm(title="X", patron="P404"), pmid="12a", actor="t", clock=clock
+        )
+    assert caught.value.errors == {
+        "patron": "No patron has the barcode P404.",
+        "pmid": "PMID 12a is not a PubMed id (digits, e.g. 15361993).",
+    }
     assert counts(seeded) == (0, 0, 0)
 
 

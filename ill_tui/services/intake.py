@@ -155,19 +155,10 @@ def intake_request(
     Raises:
         ValidationFailed: one message per wrong field; nothing is written.
     """
-    try:
-        clean_pmid = check_pmid(pmid)
-    except ValidationFailed as exc:
-        # report the PMID together with anything else wrong in the form
-        try:
-            requests.validate_form(form, today=clock().date())
-        except ValidationFailed as more:
-            raise ValidationFailed({**more.errors, **exc.errors}) from None
-        raise
+    check_form(session, form=form, pmid=pmid, clock=clock)  # every error at once, PMID too
     request = requests.create_request(session, form=form, actor=actor, clock=clock)
     assert request.id is not None
-    if clean_pmid:
-        request.pmid = clean_pmid
+    request.pmid = check_pmid(pmid)
     duplicates = find_duplicates(
         session,
         patron_id=request.patron_id,
