@@ -456,8 +456,14 @@ def import_requests(ctx: click.Context, file: Path, accepted_only: bool, db: str
     metavar="URL",
     default=None,
     help="Where follow-up messages go when a request names no http(s) address of its own "
-    "(requestingAgencyInfo). Default: $ILL_TUI_ENDPOINT_URL, else "
-    "http://localhost:8081/iso18626.",
+    "(requestingAgencyInfo). Default: $ILL_TUI_ENDPOINT_URL, else ill-tui serve's "
+    "default, http://127.0.0.1:8627/iso18626.",
+)
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    help="Allow an address other than loopback. The simulator posts its answers to any "
+    "http(s) address a request names, so keep it off networks you do not control.",
 )
 @click.option(
     "--scenario",
@@ -468,7 +474,12 @@ def import_requests(ctx: click.Context, file: Path, accepted_only: bool, db: str
     "none, e.g. US-NYPL=WILLSUPPLY_LOANED (repeatable; an ill-tui extension).",
 )
 def simulate_partner(
-    host: str, port: int, delay_ms: int, peer_url: str | None, scenarios: tuple[str, ...]
+    host: str,
+    port: int,
+    delay_ms: int,
+    peer_url: str | None,
+    allow_remote: bool,
+    scenarios: tuple[str, ...],
 ) -> None:
     """Run an ISO 18626 partner that answers as Index Data's illmock does.
 
@@ -484,7 +495,7 @@ def simulate_partner(
     \b
     Examples:
       ill-tui simulate-partner
-      ill-tui simulate-partner --port 9000 --delay 500 --peer-url http://127.0.0.1:8627/iso18626
+      ill-tui simulate-partner --port 9000 --delay 500 --peer-url http://127.0.0.1:9627/iso18626
       ill-tui simulate-partner --scenario US-NYPL=WILLSUPPLY_LOANED --scenario GB-BL=RETRY:COST
     """
     import os
@@ -492,6 +503,8 @@ def simulate_partner(
     from adapters.iso18626.simulator import DEFAULT_PEER_URL
     from adapters.iso18626.simulator import run as run_simulator
 
+    if host not in LOOPBACK_HOSTS and not allow_remote:
+        _fail(f"--host {host} is not a loopback address; add --allow-remote to listen there.")
     by_agency: dict[str, str] = {}
     for item in scenarios:
         agency, sep, scenario = item.partition("=")

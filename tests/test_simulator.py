@@ -524,6 +524,7 @@ def test_configured_scenario_when_the_request_names_none(
         (["--scenario", "=LOANED"], "must look like AGENCY=SCENARIO"),
         (["--peer-url", "ftp://example.org/"], "must be an http:// or https:// URL"),
         (["--delay", "-5"], "Invalid value for '--delay'"),
+        (["--host", "0.0.0.0"], "add --allow-remote"),
     ],
 )
 def test_bad_options_are_named(args: list[str], words: str) -> None:

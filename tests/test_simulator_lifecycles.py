@@ -257,6 +257,25 @@ def test_copy_completed(library: Library) -> None:
     library.settled(sent.id)
 
 
+def test_completed_for_a_loan_never_loaned_is_refused(library: Library) -> None:
+    # illmock's COMPLETED answers a loan request with LoanCompleted straight away. Our workflow
+    # does not allow RequestReceived -> LoanCompleted: the message is refused with the reason,
+    # kept for staff, and nothing changes.
+    sent = borrow(library, note=mock("COMPLETED"))
+    assert sent.id is not None
+
+    def refused() -> list[IsoMessage]:
+        rows = library.messages(sent.id)
+        return [m for m in rows if m.direction == "in" and m.state == "refused"]
+
+    wait_for("the LoanCompleted to be refused", lambda: bool(refused()))
+    (row,) = refused()
+    assert row.error_type == "UnrecognisedDataValue"
+    assert row.error_value is not None
+    assert "cannot go from RequestReceived to LoanCompleted" in row.error_value
+    assert library.request(sent.id).status == "RequestReceived"
+
+
 def test_renew_gives_a_new_due_date(library: Library) -> None:
     sent = borrow(library, note=mock("LOANED"))
     assert sent.id is not None
@@ -286,7 +305,12 @@ def test_cancel_before_shipping(library: Library) -> None:
 
 @pytest.mark.parametrize(
     ("scenario", "status"),
-    [("LOANED_OVERDUE", "Overdue"), ("WILLSUPPLY_LOANED_RECALLED", "Recalled")],
+    [
+        ("LOANED_OVERDUE", "Overdue"),
+        ("WILLSUPPLY_LOANED_OVERDUE", "Overdue"),
+        ("LOANED_RECALLED", "Recalled"),
+        ("WILLSUPPLY_LOANED_RECALLED", "Recalled"),
+    ],
 )
 def test_overdue_and_recalled_follow_received(library: Library, scenario: str, status: str) -> None:
     sent = borrow(library, note=mock(scenario))

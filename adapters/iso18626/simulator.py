@@ -72,8 +72,9 @@ DEFAULT_PORT = 8626
 DEFAULT_DELAY_MS = 100
 """Pause before each follow-up message, as illmock's ``MESSAGE_DELAY`` default."""
 
-DEFAULT_PEER_URL = "http://localhost:8081/iso18626"
-"""Where follow-ups go when a request names no http(s) address (illmock's ``PEER_URL``)."""
+DEFAULT_PEER_URL = "http://127.0.0.1:8627/iso18626"
+"""Where follow-ups go when a request names no http(s) address: ``ill-tui serve``'s default
+address (illmock's ``PEER_URL`` defaults to ``http://localhost:8081/iso18626`` instead)."""
 
 LOAN_PERIOD = timedelta(days=14)
 """How long a simulated loan runs: dueDate is the Loaned message's time plus this."""
