@@ -310,3 +310,18 @@ def test_lookups_use_the_patron_index(crowded: Engine, people: dict[str, int]) -
             assert "ix_request_patron_id" in plan, plan
             assert "SCAN request " not in plan + " ", plan
             assert "Seq Scan" not in plan, plan
+
+
+def test_journal_loans_are_duplicates_only_for_the_same_volume_and_issue(
+    engine: Engine, people: dict[str, int], clock: Any
+) -> None:
+    with session_scope(engine) as session:
+        vol_12 = add(session, clock, title="Annals of Mathematics", issn="0003-486X",
+                     volume="12", issue="1")  # fmt: skip
+        ada = people["ada"]
+
+        def find(**c: str) -> list[Any]:
+            return find_duplicates(session, patron_id=ada, citation=Citation(**c))
+
+        assert ids(find(title="Annals", issn="0003486x", volume="12", issue="1")) == [vol_12.id]
+        assert find(title="Annals", issn="0003-486X", volume="13", issue="1") == []

@@ -193,12 +193,13 @@ def _same_item_by_identifier(new: Citation, old: Citation, kind: str) -> bool:
     """Whether a shared identifier of ``kind`` means the same item (see the module docstring)."""
     if (new.service_type == COPY) != (old.service_type == COPY):
         return False
-    if kind in _PART_IDS or new.service_type != COPY:
-        if kind == "issn" and new.service_type != COPY:
-            # a loan of a journal is of one volume/issue
-            return _fold(new.volume) == _fold(old.volume) and _fold(new.issue) == _fold(old.issue)
+    if kind in _PART_IDS:
         return True
-    return _same_part(new, old)
+    if new.service_type == COPY:
+        return _same_part(new, old)
+    if kind == "issn":  # a loan of a journal is of one volume and issue
+        return _fold(new.volume) == _fold(old.volume) and _fold(new.issue) == _fold(old.issue)
+    return True
 
 
 def _same_part(new: Citation, old: Citation) -> bool:
