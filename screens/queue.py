@@ -39,6 +39,7 @@ from ill_tui.services.queue import (
 )
 from screens import SCREENS_DIR
 from screens.base import ReportsWorkerErrors
+from screens.messages import MessagesScreen
 from screens.new_request import Created, NewRequestModal
 from screens.request_detail import RequestDetailScreen
 from screens.status_change import StatusChangeModal
@@ -135,6 +136,8 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
                 tooltip="Load the queue again from the database"),
         Binding("escape", "leave_filter", "Back to table", id="queue.leave_filter",
                 tooltip="Leave the search box and return to the table"),
+        Binding("m", "open_messages", "Messages", id="queue.messages",
+                tooltip="ISO 18626 messages: pending, failed (retry or cancel), sent, received"),
     ]  # fmt: skip
 
     def __init__(
@@ -626,6 +629,10 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
             ),
             created,
         )
+
+    def action_open_messages(self) -> None:
+        """Open the Messages screen (the ISO 18626 outbox and message log)."""
+        self.app.push_screen(MessagesScreen(self.desk, clock=self.clock, locale=self.locale))
 
     def action_change_status(self) -> None:
         """Change the status of the highlighted request."""

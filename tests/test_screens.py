@@ -702,3 +702,178 @@ async def test_no_openurl_field_when_links_cannot_be_read(tmp_path: Path) -> Non
         enabled = {b.binding.action for b in modal.active_bindings.values() if b.enabled}
         assert "save" in enabled
         assert "paste_link" not in enabled
+
+
+# -- Messages screen (ISO 18626 outbox and log) ------------------------------------------------
+
+
+def _seed_messages(engine: object) -> dict[str, int]:
+    """A pending, a failed (ERROR confirmation) and a sent message to the Royal Danish Library."""
+    from datetime import UTC, datetime
+
+    from ill_tui.models import IsoMessage, Partner
+
+    ids: dict[str, int] = {}
+    with session_scope(engine) as session:  # type: ignore[arg-type]
+        partner = session.exec(select(Partner).where(Partner.agency_id_value == "DK-820010")).one()
+        request = session.exec(select(Request).where(Request.title == "Being and Time")).one()
+        rows = {
+            "failed": IsoMessage(
+                direction="out", kind="requestingAgencyMessage", request_id=request.id,
+                partner_id=partner.id, peer=partner.agency_id, summary="Received",
+                body="<x/>", state="failed", attempts=1, confirmation_status="ERROR",
+                error_type="UnrecognisedDataValue", error_value="no such request",
+                created_at=datetime(2026, 3, 1, 10, 0, tzinfo=UTC),
+            ),
+            "pending": IsoMessage(
+                direction="out", kind="request", request_id=request.id, partner_id=partner.id,
+                peer=partner.agency_id, summary="Request: Being and Time", body="<x/>",
+                state="pending", attempts=3, last_error="cannot connect to http://dk (refused)",
+                created_at=datetime(2026, 3, 1, 11, 0, tzinfo=UTC),
+            ),
+            "sent": IsoMessage(
+                direction="out", kind="request", request_id=request.id, partner_id=partner.id,
+                peer=partner.agency_id, summary="Request: sent one", body="<x/>", state="sent",
+                attempts=1, created_at=datetime(2026, 3, 1, 9, 0, tzinfo=UTC),
+                sent_at=datetime(2026, 3, 1, 9, 1, tzinfo=UTC),
+            ),
+        }  # fmt: skip
+        for key, row in rows.items():
+            session.add(row)
+            session.flush()
+            assert row.id is not None
+            ids[key] = row.id
+    return ids
+
+
+def _message_state(engine: object, message_id: int) -> str:
+    from ill_tui.models import IsoMessage
+
+    with session_scope(engine) as session:  # type: ignore[arg-type]
+        message = session.get(IsoMessage, message_id)
+        assert message is not None
+        return message.state
+
+
+async def test_messages_screen_lists_pending_failed_and_sent(tmp_path: Path) -> None:
+    from screens.messages import MessagesScreen
+
+    app, engine = make_app(tmp_path)
+    _seed_messages(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("m")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, MessagesScreen)
+        tabs = plain(screen.query_one("#messages-tabs", Static).content)
+        for part in ("Pending 1", "Failed 1", "Sent 1"):
+            assert part in tabs
+        table = screen.query_one("#messages-table", DataTable)
+        assert table_column(table, "summary") == ["Request: Being and Time"]
+        assert table_column(table, "partner") == ["Royal Danish Library"]
+        assert table_column(table, "attempts") == ["3"]
+        assert table_column(table, "error") == ["cannot connect to http://dk (refused)"]
+
+        await pilot.press("f")
+        await settle(pilot)
+        assert table_column(table, "summary") == ["Received"]
+        assert table_column(table, "kind") == ["Requester msg"]
+        assert table_column(table, "error") == ["UnrecognisedDataValue: no such request"]
+
+        await pilot.press("s")
+        await settle(pilot)
+        assert table_column(table, "summary") == ["Request: sent one"]
+        assert table_column(table, "at") == ["2026-03-01 09:01"]
+
+        await pilot.press("i")
+        await settle(pilot)
+        assert table.row_count == 0
+        assert "No messages received yet." in plain(
+            screen.query_one("#messages-empty", Static).content
+        )
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, QueueScreen)
+
+
+async def test_messages_screen_retries_a_failed_message(tmp_path: Path) -> None:
+    from screens.messages import MessagesScreen
+
+    app, engine = make_app(tmp_path)
+    ids = _seed_messages(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.push_screen(MessagesScreen(app.desk, which="failed"))
+        await settle(pilot)
+        screen = app.screen
+        enabled = {b.binding.action for b in screen.active_bindings.values() if b.enabled}
+        assert {"retry_message", "cancel_message", "open_request"} <= enabled
+        await pilot.press("r")
+        await settle(pilot)
+        assert _message_state(engine, ids["failed"]) == "pending"
+        assert screen.query_one("#messages-table", DataTable).row_count == 0
+        assert f"Message {ids['failed']} is back in the outbox." in [
+            n.message for n in app._notifications
+        ]
+        # a pending message cannot be retried: the key is disabled there
+        await pilot.press("p")
+        await settle(pilot)
+        enabled = {b.binding.action for b in screen.active_bindings.values() if b.enabled}
+        assert "retry_message" not in enabled
+        assert "cancel_message" in enabled
+
+
+async def test_messages_screen_cancel_asks_first(tmp_path: Path) -> None:
+    from screens.confirm import ConfirmModal
+    from screens.messages import MessagesScreen
+
+    app, engine = make_app(tmp_path)
+    ids = _seed_messages(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.push_screen(MessagesScreen(app.desk))
+        await settle(pilot)
+        await pilot.press("x")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmModal)
+        assert "never be sent" in plain(app.screen.query_one("#confirm-question", Label).content)
+        await pilot.press("escape")  # keep it
+        await settle(pilot)
+        assert _message_state(engine, ids["pending"]) == "pending"
+
+        await pilot.press("x")
+        await settle(pilot)
+        await pilot.press("y")
+        await settle(pilot)
+        assert isinstance(app.screen, MessagesScreen)
+        assert _message_state(engine, ids["pending"]) == "cancelled"
+        with session_scope(engine) as session:
+            texts = [n.text for n in session.exec(select(Note))]
+        assert any("cancelled by tester" in t for t in texts)
+
+
+async def test_messages_screen_opens_the_request_and_lists_its_keys(tmp_path: Path) -> None:
+    from screens.help import palette_commands
+    from screens.messages import MessagesScreen
+
+    app, engine = make_app(tmp_path)
+    _seed_messages(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.push_screen(MessagesScreen(app.desk, which="failed"))
+        await settle(pilot)
+        commands = {c.title for c in palette_commands(app.screen)}
+        assert {"Retry", "Cancel msg", "Open request", "Pending", "Failed", "Sent"} <= commands
+        await pilot.press("question_mark")
+        await settle(pilot)
+        assert isinstance(app.screen, HelpModal)
+        help_table = app.screen.query_one("#help-table", DataTable)
+        keys = [plain(help_table.get_row_at(i)[1]) for i in range(help_table.row_count)]
+        assert {"Retry", "Cancel msg", "Open request", "Received"} <= set(keys)
+        await pilot.press("escape")
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, RequestDetailScreen)
+        assert "Being and Time" in rendered(app.screen.query_one("#citation", Static).content)
