@@ -11,7 +11,8 @@ request's note, or the scenario the simulator was started with for that lender
 (``--scenario SIM-SECOND=WILLSUPPLY_LOANED``, for rotas, whose later requests carry no note).
 
 Also the other direction: the simulator as a borrower (a PatronRequest makes it send a Request
-to our ``serve``), receiving and returning our loan.
+to our ``serve``), receiving and returning our loan, cancelling (``#CANCEL#``), renewing when
+we say Overdue (``#RENEW#``) and retrying at the cost we offer.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from ill_tui import protocol as p
 from ill_tui.clock import utcnow
 from ill_tui.config import Settings, sqlite_url
 from ill_tui.db import open_database, session_scope
-from ill_tui.models import Event, IsoMessage, Partner, Patron, Request
+from ill_tui.models import Event, IsoMessage, Note, Partner, Patron, Request
 from ill_tui.money import Money
 from ill_tui.services import exchange, requests, sourcing
 
@@ -448,10 +449,9 @@ def lending_request(lib: Library, partner_request_id: str) -> Request | None:
         ).first()
 
 
-def test_simulated_borrower_receives_and_returns_our_loan(library: Library) -> None:
-    # A PatronRequest makes the simulator borrow from us: it sends a Request to our serve.
+def simulated_borrowing(library: Library, *, note: str | None = None) -> Request:
+    """Have the simulator borrow from us (a PatronRequest); our lending request, arrived."""
     request_id = f"sim-{time.monotonic_ns()}"
-    account, code = "borrower-acct", "borrower-code"
     patron_request = p.IllRequest(
         header=p.Header(
             supplying_agency_id=OUR_AGENCY,
@@ -459,18 +459,19 @@ def test_simulated_borrower_receives_and_returns_our_loan(library: Library) -> N
             timestamp=utcnow(),
             requesting_agency_request_id=request_id,
             requesting_agency_authentication=p.Authentication(
-                account_id=account, security_code=code
+                account_id="borrower-acct", security_code="borrower-code"
             ),
         ),
         bibliographic_info=p.BibliographicInfo(title="Cybernetics", author="Wiener, Norbert"),
         service_info=p.ServiceInfo(
-            service_type=p.ServiceType.LOAN, request_sub_types=(p.RequestSubType.PATRON_REQUEST,)
+            service_type=p.ServiceType.LOAN,
+            request_sub_types=(p.RequestSubType.PATRON_REQUEST,),
+            note=note,
         ),
         supplier_info=(p.SupplierInfo(supplier_description=library.serve.url),),
     )
-    simulator_url = library_simulator_url(library)
     answer = httpx.post(
-        simulator_url,
+        library_simulator_url(library),
         content=codec.build(patron_request),
         headers={"Content-Type": "application/xml"},
         timeout=30,
@@ -486,27 +487,100 @@ def test_simulated_borrower_receives_and_returns_our_loan(library: Library) -> N
 
     wait_for("the simulator's Request to arrive", arrived)
     lending = found[0]
-    assert lending.id is not None
     assert (lending.direction, lending.status) == ("lending", "RequestReceived")
+    return lending
+
+
+def heard(library: Library, request_id: int, words: str) -> None:
+    """Wait for a note on the request saying ``words`` (what an inbound action left)."""
+
+    def found() -> bool:
+        with session_scope(library.engine) as session:
+            notes = session.exec(select(Note).where(Note.request_id == request_id)).all()
+        return any(words in n.text for n in notes)
+
+    wait_for(f"a note saying {words!r}", found)
+
+
+def ship(library: Library, request_id: int, days: int = 28) -> None:
+    library.run(exchange.change_status, request_id=request_id, to_status="WillSupply")
+    library.run(
+        exchange.change_status,
+        request_id=request_id,
+        to_status="Shipped",
+        details=exchange.StatusDetails(due_date=utcnow().date() + timedelta(days=days)),
+    )
+
+
+def test_simulated_borrower_receives_and_returns_our_loan(library: Library) -> None:
+    lending = simulated_borrowing(library)
+    assert lending.id is not None
+    ship(library, lending.id)
+    # The simulator answers Loaned with Received (our Shipped -> Loaned), then ShippedReturn.
+    library.becomes(lending.id, "Loaned")
+    heard(library, lending.id, "shipped the item back")
+    library.run(exchange.change_status, request_id=lending.id, to_status="LoanCompleted")
+    library.becomes(lending.id, "LoanCompleted")
+    library.settled(lending.id)
+
+
+def test_simulated_borrower_cancels(library: Library) -> None:
+    lending = simulated_borrowing(library, note="#CANCEL#")
+    assert lending.id is not None
     library.run(exchange.change_status, request_id=lending.id, to_status="WillSupply")
+    heard(library, lending.id, "asks to cancel")
+    library.run(
+        exchange.answer_cancel, request_id=lending.id, yes=True, reason="As the borrower asked"
+    )
+    library.becomes(lending.id, "Cancelled")
+    library.settled(lending.id)  # the simulator confirmed our CancelResponse
+
+
+def test_simulated_borrower_renews_when_overdue(library: Library) -> None:
+    lending = simulated_borrowing(library, note="#RENEW#")
+    assert lending.id is not None
+    ship(library, lending.id, days=7)
+    loaned = library.becomes(lending.id, "Loaned")
+    assert loaned.due_date is not None
+    library.run(exchange.change_status, request_id=lending.id, to_status="Overdue")
+    heard(library, lending.id, "asks to renew")
+    new_due = loaned.due_date + timedelta(days=21)
+    library.run(exchange.answer_renew, request_id=lending.id, yes=True, due_date=new_due)
+    heard(library, lending.id, "shipped the item back")  # after its Renew, the item comes back
+    assert library.request(lending.id).due_date == new_due
+    library.run(exchange.change_status, request_id=lending.id, to_status="LoanCompleted")
+    library.becomes(lending.id, "LoanCompleted")
+    library.settled(lending.id)
+
+
+def test_simulated_borrower_retries_at_our_cost(library: Library) -> None:
+    lending = simulated_borrowing(library)
+    assert lending.id is not None
+    first_id = lending.partner_request_id
     library.run(
         exchange.change_status,
         request_id=lending.id,
-        to_status="Shipped",
-        details=exchange.StatusDetails(due_date=utcnow().date() + timedelta(days=28)),
-    )
-    # The simulator answers Loaned with Received (our Shipped -> Loaned), then ShippedReturn.
-    library.becomes(lending.id, "Loaned")
-    wait_for(
-        "the simulator to ship the item back",
-        lambda: any(
-            "ShippedReturn" in (m.summary or "")
-            for m in library.messages(lending.id)
-            if m.direction == "in"
+        to_status="RetryPossible",
+        reason="Our charge is higher",
+        details=exchange.StatusDetails(
+            reason_retry="CostExceedsMaxCost", offered_costs=Money(Decimal("35"), "USD")
         ),
     )
-    library.run(exchange.change_status, request_id=lending.id, to_status="LoanCompleted")
-    library.becomes(lending.id, "LoanCompleted")
+    again = library.becomes(lending.id, "RequestReceived")
+    assert again.partner_request_id != first_id  # the simulator's Retry has a new id
+    retries = [
+        message
+        for row in library.messages(lending.id)
+        if row.direction == "in"
+        and isinstance(message := codec.parse(row.body.encode("utf-8")).message, p.IllRequest)
+    ]
+    retry = retries[-1]
+    assert retry.service_info is not None
+    assert retry.service_info.request_type is p.RequestType.RETRY
+    assert retry.service_info.requesting_agency_previous_request_id == first_id
+    assert retry.billing_info is not None
+    assert retry.billing_info.maximum_costs == p.Costs(amount=Decimal("35"), currency="USD")
+    assert (again.max_cost, again.max_cost_currency) == (Decimal("35"), "USD")
     library.settled(lending.id)
 
 
