@@ -1,4 +1,4 @@
-"""``python -m benchmarks queue [--db PATH] [--requests N] [--rebuild]``."""
+"""``python -m benchmarks queue [--db PATH] [--requests N] [--rebuild]`` | ``verify``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,12 @@ def main(argv: list[str] | None = None) -> int:
     queue.add_argument("--db", type=Path, default=None, help="SQLite file (built if needed)")
     queue.add_argument("--requests", type=int, default=1_000_000)
     queue.add_argument("--rebuild", action="store_true", help="build the database afresh")
+    sub.add_parser("verify", help="1,000 damaged citations verified against a real Zebra")
     args = parser.parse_args(argv)
+    if args.name == "verify":
+        from benchmarks import verify
+
+        return verify.run()
     if args.name == "queue":
         from benchmarks import queue as bench
 

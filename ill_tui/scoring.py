@@ -43,7 +43,7 @@ WEIGHTS: Final = {"title": 0.6, "author": 0.25, "year": 0.1, "publisher": 0.03, 
 MATCH_SCORE: Final = 85.0  # its overall score
 MATCH_TITLE: Final = 88.0  # its title similarity
 MATCH_AUTHOR: Final = 75.0  # its author similarity, when both sides name an author
-MATCH_TITLE_ALONE: Final = 97.0  # the title, when the citation names no author
+MATCH_TITLE_ALONE: Final = 99.0  # the title, when the citation names no author
 MATCH_MARGIN: Final = 6.0  # how far it leads the next candidate (a different record)
 # With a matching identifier, the title must still be recognisably the same.
 IDENTIFIER_TITLE: Final = 60.0
@@ -53,11 +53,13 @@ AMBIGUOUS_SCORE: Final = 55.0
 IDENTIFIER_CONFLICT: Final = 8.0
 
 # Leading articles dropped before comparing titles (the languages ILL titles come in most).
-_ARTICLES: Final = frozenset(
+LEADING_ARTICLES: Final = frozenset(
     {"the", "a", "an", "der", "die", "das", "ein", "eine", "le", "la", "les", "l", "un", "une",
      "el", "los", "las", "il", "lo", "gli", "i", "de", "het", "een"}
 )  # fmt: skip
-_SPECIAL = str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ł": "l", "þ": "th"})
+_SPECIAL = str.maketrans(
+    {"ı": "i", "ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ł": "l", "þ": "th"}
+)
 
 
 class CitationFields(Protocol):
@@ -91,8 +93,12 @@ def fold(text: str | None) -> str:
     """
     if not text:
         return ""
-    decomposed = unicodedata.normalize("NFKD", text.casefold().translate(_SPECIAL))
-    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    plain = text
+    # Twice: case folding can expose letters that decompose further, and the other way round
+    # (mathematical letters, ligatures), and fold must give the same text when applied again.
+    for _ in range(2):
+        decomposed = unicodedata.normalize("NFKD", plain.casefold().translate(_SPECIAL))
+        plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     plain = plain.replace("&", " and ")
     return " ".join(re.sub(r"[\W_]+", " ", plain).split())
 
@@ -100,7 +106,7 @@ def fold(text: str | None) -> str:
 def fold_title(text: str | None) -> str:
     """``fold`` and drop a leading article ("The Loom of Destiny" -> "loom of destiny")."""
     words = fold(text).split()
-    if len(words) > 1 and words[0] in _ARTICLES:
+    if len(words) > 1 and words[0] in LEADING_ARTICLES:
         words = words[1:]
     return " ".join(words)
 
@@ -515,7 +521,7 @@ def _confident(citation: CitationFields, score: Score) -> tuple[bool, str]:
     if score.author is None:
         if fold(citation.author):
             return False, "the record names no author to compare with"
-        if score.title < MATCH_TITLE_ALONE or score.year_gap not in (0, None):
+        if score.title < MATCH_TITLE_ALONE or (score.year_gap or 0) > 1:
             return False, "title only (no author cited), not close enough to be sure"
     return True, f"title {score.title:.0f} % and author" + (
         f" {score.author:.0f} %" if score.author is not None else " not cited"

@@ -43,6 +43,7 @@ from screens.messages import MessagesScreen
 from screens.new_request import Created, NewRequestModal
 from screens.request_detail import RequestDetailScreen
 from screens.status_change import StatusChangeModal
+from screens.verify import STATUS_MARK, BatchVerifyModal, VerifyScreen
 from screens.widgets.key_bar import KeyBar
 from screens.widgets.queue_table import Column, QueueTable
 from screens.widgets.status_panel import StatusPanel
@@ -119,6 +120,10 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
                 tooltip="Enter a new request"),
         Binding("c", "change_status", "Status", id="queue.change_status",
                 tooltip="Change the status of the highlighted request"),
+        Binding("v", "verify", "Verify", id="queue.verify",
+                tooltip="Verify the highlighted request's citation against the catalogs"),
+        Binding("V", "verify_all_new", "Verify all New", id="queue.verify_all_new", show=False,
+                tooltip="Verify every New borrowing request (progress bar, summary at the end)"),
         Binding("s", "filter_status", "Filter", id="queue.filter_status",
                 tooltip="Choose the status shown (Open, All or one), with counts"),
         Binding("slash", "focus_filter", "Search", id="queue.search",
@@ -384,9 +389,11 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
 
     @staticmethod
     def _cells(row: QueueRow, now: datetime) -> list[str]:
+        # the verification result rides in the status cell: "New ✓", "New ?", "New ✗"
+        mark = STATUS_MARK.get(row.verification or "", "")
         return [
             str(row.id),
-            row.status,
+            f"{row.status} {mark}" if mark else row.status,
             row.title,
             row.party,
             str(row.age_days(now)),
@@ -511,7 +518,7 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "leave_filter":
             return self.focused is self.query_one("#filter-input", Input)
-        if action == "change_status":
+        if action in ("change_status", "verify"):
             return self.highlighted_row() is not None or None
         if action == "next_page":
             return bool(self.page and self.page.has_more) or None
@@ -657,6 +664,22 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
             ),
             changed,
         )
+
+    def action_verify(self) -> None:
+        """Open the Verify screen for the highlighted request."""
+        row = self.highlighted_row()
+        if row is None:
+            return
+        self._reload_on_resume = True
+        self.app.push_screen(VerifyScreen(self.desk, row.id))
+
+    def action_verify_all_new(self) -> None:
+        """Verify every New borrowing request in a batch with a progress bar."""
+
+        def finished(summary: object) -> None:
+            self.reload()
+
+        self.app.push_screen(BatchVerifyModal(self.desk), finished)
 
     def _open(self, request_id: int) -> None:
         self._reload_on_resume = True

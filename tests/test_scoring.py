@@ -193,7 +193,7 @@ words = st.text(
 def test_fold_is_idempotent_and_plain(text: str) -> None:
     once = fold(text)
     assert fold(once) == once
-    assert once == once.lower().strip()
+    assert once == once.casefold().strip()
     assert "  " not in once
 
 

@@ -877,3 +877,94 @@ async def test_messages_screen_opens_the_request_and_lists_its_keys(tmp_path: Pa
         await settle(pilot)
         assert isinstance(app.screen, RequestDetailScreen)
         assert "Being and Time" in rendered(app.screen.query_one("#citation", Static).content)
+
+
+# ---------------------------------------------------------------------------- Verify (H4)
+async def test_verify_a_new_request_and_take_one_field_from_a_candidate(
+    tmp_path: Path, zebra: object
+) -> None:
+    """Open a New request's Verify screen, verify it against the real Zebra, accept one field
+    from a candidate: the citation changes and the history has the Event."""
+    import httpx
+    from screens_helpers import fixed_clock
+
+    from adapters.sru import SruClient
+    from ill_tui.app import IllApp
+    from ill_tui.catalog import DEFAULT_INDEXES, Target
+    from ill_tui.db import open_database
+    from ill_tui.models import Patron
+    from ill_tui.services.desk import Desk
+    from ill_tui.services.requests import RequestForm, create_request
+    from ill_tui.services.verification import Verifier
+    from screens.verify import FieldPickModal, VerifyScreen
+
+    engine = open_database(f"sqlite:///{tmp_path}/verify.db")
+    with session_scope(engine) as session:
+        session.add(Patron(barcode="P9", name="Ada Reader"))
+        session.flush()
+        request = create_request(
+            session,
+            form=RequestForm(patron="P9", title="The loom of destiny", author="Henry James",
+                             year="1898"),
+            actor="tester",
+            clock=fixed_clock(),
+        )  # fmt: skip
+        request_id = request.id
+    union = Target(
+        name="Union catalog",
+        base_url=zebra.url("biblio"),  # type: ignore[attr-defined]
+        indexes={**DEFAULT_INDEXES, "oclc": "local.oclc"},
+    )
+    async with httpx.AsyncClient() as http:
+        verifier = Verifier(SruClient(http), [union])
+        desk = Desk(engine, actor="tester", clock=fixed_clock(), verifier=verifier)
+        app = IllApp(desk, clock=fixed_clock())
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            await pilot.press("v")
+            await settle(pilot)
+            screen = app.screen
+            assert isinstance(screen, VerifyScreen)
+            heading = plain(screen.query_one("#verify-heading", Label).content)
+            # the author does not fit: offered, never taken automatically
+            assert "ambiguous" in heading
+            candidates = screen.query_one("#candidates", DataTable)
+            assert table_column(candidates, "title")[0] == "The loom of destiny / Stringer, Arthur"
+            detail = plain(screen.query_one("#verify-detail", Static).content)
+            assert "≠ Year: 1899" in detail
+
+            await pilot.press("f")
+            await settle(pilot)
+            picker = app.screen
+            assert isinstance(picker, FieldPickModal)
+            options = picker.query_one(OptionList)
+            while options.get_option_at_index(options.highlighted or 0).id != "year":
+                await pilot.press("down")
+            await pilot.press("enter")
+            await settle(pilot)
+
+            assert app.screen is screen
+            citation = rendered(screen.query_one("#verify-citation", Static).content)
+            assert "1899" in citation
+            assert "1898" not in citation
+            assert "Henry James" in citation  # only the year was taken
+            assert "Verifying" in plain(screen.query_one("#verify-heading", Label).content)
+
+            await pilot.press("escape")
+            await settle(pilot)
+            await pilot.press("enter")  # open the request: its history
+            await settle(pilot)
+            assert isinstance(app.screen, RequestDetailScreen)
+            history = table_column(app.screen.query_one("#history-table", DataTable), "what")
+            assert history[-1] == (
+                "New → Verifying: Citation checked against Union catalog record 00000074: "
+                "took year from it."
+            )
+    with session_scope(engine) as session:
+        stored = session.get(Request, request_id)
+        assert stored is not None
+        assert (stored.year, stored.author, stored.verification) == ("1899", "Henry James",
+                                                                     "matched")  # fmt: skip
+        events = session.exec(select(Event).where(Event.request_id == request_id)).all()
+        assert [e.to_status for e in events] == ["New", "Verifying"]
+    engine.dispose()

@@ -207,6 +207,13 @@ async def test_unreachable_target_alone_and_beside_one_that_answers(
     assert set(outcome.errors) == {"Partner catalog"}
     assert stored(db, rid)[0].verification == "matched"
 
+    # nothing found while one catalog did not answer is not "not found": it may be there
+    other = new_request(both, title="Quantum gravity for house cats")
+    outcome = await both.verify_request(other)
+    assert outcome.status == "unreachable"
+    assert outcome.reason.startswith("Partner catalog")
+    assert outcome.reason.endswith("the catalogs that answered found nothing like it")
+
 
 async def test_an_open_request_for_the_same_isbn_is_flagged_as_duplicate(
     zebra: ZebraServer, sru: SruClient, db: Engine, clock: object

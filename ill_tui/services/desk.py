@@ -7,7 +7,8 @@ closed). Screens never open sessions or see SQL.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Sequence
 from datetime import date
 
 from sqlalchemy.engine import Engine
@@ -18,7 +19,7 @@ from ill_tui.config import Settings
 from ill_tui.db import session_scope
 from ill_tui.models import Note, Request, RotaEntry, Status
 from ill_tui.ports import MessageCodec
-from ill_tui.services import exchange, intake, outbox, queue, requests, sourcing
+from ill_tui.services import exchange, intake, outbox, queue, requests, sourcing, verification
 
 
 class Desk:
@@ -28,6 +29,7 @@ class Desk:
         engine: the migrated database.
         actor: who is working (written into every Event and Note).
         clock: where "now" comes from; tests fix it.
+        verifier: searches the catalog targets for citations (``None``: none configured).
         codec: builds ISO 18626 messages (``None``: messaging not set up; a status change that
             must send a message then raises ``exchange.CodecMissing``).
         settings: our agency id, name and endpoint, sent in every ISO 18626 message.
@@ -39,12 +41,14 @@ class Desk:
         *,
         actor: str,
         clock: Clock = utcnow,
+        verifier: verification.Verifier | None = None,
         codec: MessageCodec | None = None,
         settings: Settings | None = None,
     ) -> None:
         self.engine = engine
         self.actor = actor
         self.clock = clock
+        self.verifier = verifier
         self.codec = codec
         self.settings = settings
 
@@ -130,33 +134,95 @@ class Desk:
         with session_scope(self.engine) as session:
             outbox.cancel_message(session, message_id, now=self.clock(), actor=self.actor)
 
-    # -- intake: the new-request form and pasted citation links (services/intake.py) -----------
+    # -- citation verification (services.verification) ---------------------------------------
+    # The async methods run their database work in threads (asyncio.to_thread) and their
+    # catalog searches on the event loop, so a screen calls them from an async worker.
 
-    #: Reads a pasted citation link (an OpenURL) into a Citation; the composition root sets it
-    #: to ``adapters.openurl.parse_openurl``. None: pasting links is not available.
-    citation_links: CitationLinkReader | None = None
-
-    def read_citation_link(self, link: str) -> Citation:
-        """The citation in a pasted link (an OpenURL), for the new-request form to fill in.
-
-        Pure parsing, no I/O: safe to call from the UI thread.
-
-        Raises:
-            CitationLinkError: the link cannot be read, or no reader is set up.
-        """
-        if self.citation_links is None:
-            raise CitationLinkError("Pasting OpenURL links is not set up in this installation.")
-        return self.citation_links(link)
-
-    def intake_request(self, form: requests.RequestForm, *, pmid: str = "") -> intake.Intake:
-        """Check and store a new request; mark it when it repeats an open request.
-
-        Raises:
-            ValidationFailed: with per-field errors (``pmid`` included); nothing is stored.
-        """
+    def verification_view(self, request_id: int) -> verification.VerificationView:
+        """A request with its stored candidates, holdings and duplicate."""
         with session_scope(self.engine) as session:
-            return intake.intake_request(
-                session, form=form, pmid=pmid, actor=self.actor, clock=self.clock
+            return verification.verification_view(session, request_id)
+
+    def _store_outcome(self, request_id: int, outcome: verification.Outcome) -> Request:
+        with session_scope(self.engine) as session:
+            return verification.record_outcome(
+                session, request_id=request_id, outcome=outcome, clock=self.clock
+            )
+
+    def _search_terms(self, request_id: int) -> verification.SearchTerms:
+        with session_scope(self.engine) as session:
+            return verification.SearchTerms.of(requests.get_request(session, request_id))
+
+    async def verify_request(
+        self, request_id: int, terms: verification.SearchTerms | None = None
+    ) -> verification.Outcome:
+        """Search the catalogs for a request's citation (or staff's edited ``terms``) and
+        store what was found.
+
+        Raises:
+            verification.NoTargets: no catalog targets are configured.
+            verification.NothingToVerify: nothing to search for.
+            RequestNotFound: no such request.
+        """
+        if self.verifier is None:
+            raise verification.NoTargets()
+        if terms is None:
+            terms = await asyncio.to_thread(self._search_terms, request_id)
+        outcome = await self.verifier.search(terms)
+        await asyncio.to_thread(self._store_outcome, request_id, outcome)
+        return outcome
+
+    async def verify_new_requests(
+        self,
+        *,
+        progress: verification.ProgressCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        limit: int | None = None,
+    ) -> verification.BatchSummary:
+        """Verify every borrowing request in New, eight at a time, reporting progress."""
+        if self.verifier is None:
+            raise verification.NoTargets()
+
+        def ids() -> list[int]:
+            with session_scope(self.engine) as session:
+                return verification.new_request_ids(session, limit=limit)
+
+        async def one(request_id: int) -> str:
+            return (await self.verify_request(request_id)).status
+
+        return await verification.verify_batch(
+            await asyncio.to_thread(ids), one, progress=progress, should_stop=should_stop
+        )
+
+    def accept_candidate(
+        self, request_id: int, candidate_id: int, fields: Sequence[str] | None = None
+    ) -> Request:
+        """Take a candidate as the request's record and (some of) its fields into the
+        citation; ``fields=None`` takes every field that differs."""
+        targets = self.verifier.targets if self.verifier else ()
+        with session_scope(self.engine) as session:
+            return verification.accept_candidate(
+                session,
+                request_id=request_id,
+                candidate_id=candidate_id,
+                fields=fields,
+                actor=self.actor,
+                clock=self.clock,
+                targets=targets,
+            )
+
+    def mark_not_found_as_cited(self, request_id: int, note: str) -> Request:
+        """Record that the item cannot be found as cited, with staff's note."""
+        with session_scope(self.engine) as session:
+            return verification.mark_not_found_as_cited(
+                session, request_id=request_id, note=note, actor=self.actor, clock=self.clock
+            )
+
+    def cancel_owned_locally(self, request_id: int, message: str) -> Request:
+        """Cancel a request for an item we own, with the message to the patron."""
+        with session_scope(self.engine) as session:
+            return verification.cancel_owned_locally(
+                session, request_id=request_id, message=message, actor=self.actor, clock=self.clock
             )
 
     # -- ISO 18626 staff actions (services.exchange, services.sourcing) ---------------------------
@@ -262,3 +328,32 @@ class Desk:
                 session, request_id=request_id, actor=self.actor, yes=yes, reason=reason,
                 codec=codec, settings=settings, clock=self.clock,
             )  # fmt: skip
+
+    # -- intake: the new-request form and pasted citation links (services/intake.py) -----------
+
+    #: Reads a pasted citation link (an OpenURL) into a Citation; the composition root sets it
+    #: to ``adapters.openurl.parse_openurl``. None: pasting links is not available.
+    citation_links: CitationLinkReader | None = None
+
+    def read_citation_link(self, link: str) -> Citation:
+        """The citation in a pasted link (an OpenURL), for the new-request form to fill in.
+
+        Pure parsing, no I/O: safe to call from the UI thread.
+
+        Raises:
+            CitationLinkError: the link cannot be read, or no reader is set up.
+        """
+        if self.citation_links is None:
+            raise CitationLinkError("Pasting OpenURL links is not set up in this installation.")
+        return self.citation_links(link)
+
+    def intake_request(self, form: requests.RequestForm, *, pmid: str = "") -> intake.Intake:
+        """Check and store a new request; mark it when it repeats an open request.
+
+        Raises:
+            ValidationFailed: with per-field errors (``pmid`` included); nothing is stored.
+        """
+        with session_scope(self.engine) as session:
+            return intake.intake_request(
+                session, form=form, pmid=pmid, actor=self.actor, clock=self.clock
+            )

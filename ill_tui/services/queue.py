@@ -84,6 +84,7 @@ class QueueRow:
     created_at: datetime
     needed_by: date | None
     version: int
+    verification: str | None = None  # matched / ambiguous / not_found / unreachable
 
     def age_days(self, now: datetime) -> int:
         """Whole days since the request arrived."""
@@ -164,7 +165,7 @@ def _filters(q: QueueQuery) -> tuple[list[str], dict[str, Any]]:
 
 _ROW_COLUMNS = (
     "r.id, r.status, r.service_type, r.title, r.article_title, r.party_name, r.created_at, "
-    "r.needed_by, r.version"
+    "r.needed_by, r.version, r.verification"
 )
 
 
@@ -179,6 +180,7 @@ def _to_row(row: Sequence[Any]) -> QueueRow:
         created_at=row[6],
         needed_by=row[7],
         version=row[8],
+        verification=row[9],
     )
 
 

@@ -164,8 +164,22 @@ def _surname(author: str) -> str:
 
 
 def _title_words(title: str) -> list[str]:
+    """The words of the main title as a catalog's title index holds them.
+
+    Zebra and most catalogs keep "sit-down" and "1936-1937" as one word and "practitioner's"
+    as "practitioners", so words are split on blanks and ISBD punctuation only; a leading
+    article is dropped (catalogs skip it with the nonfiling indicator).
+    """
     main = re.split(r"\s*[:;=/]\s*|\s+-\s+", title, maxsplit=1)[0]
-    return [w for w in scoring.fold_title(main).split() if w]
+    main = re.sub(r"(\w)['’](\w)", r"\1\2", main)
+    words = []
+    for token in main.split():
+        word = re.sub(r"^[\W_]+|[\W_]+$", "", token)
+        word = re.sub(r"[^\w-]+", " ", word).strip()
+        words.extend(word.split())
+    if len(words) > 1 and scoring.fold(words[0]) in scoring.LEADING_ARTICLES:
+        words = words[1:]
+    return words
 
 
 def _year_clauses(year: str) -> list[Clause]:
@@ -330,6 +344,7 @@ class Verifier:
         found: dict[tuple[str, str], Candidate] = {}
         errors: dict[str, str] = {}
         answered: set[str] = set()
+        unanswered: list[list[Clause]] = []  # searches some target did not answer
         queries: list[str] = []
 
         async def run(clauses: list[Clause]) -> int:
@@ -337,6 +352,8 @@ class Verifier:
                 self.targets, clauses, max_records=self.max_records
             )
             hits = 0
+            if any(isinstance(r, TargetUnreachable) for r in results.values()):
+                unanswered.append(clauses)
             for name, result in results.items():
                 if isinstance(result, CatalogError):
                     if isinstance(result, TargetUnreachable):
@@ -345,7 +362,6 @@ class Verifier:
                         answered.add(name)
                     continue
                 answered.add(name)
-                errors.pop(name, None)
                 queries.append(f"{name}: {result.query}")
                 hits += result.total
                 for record in result.records:
@@ -364,8 +380,12 @@ class Verifier:
                 if hits:
                     break
             verdict = self._verdict(terms, found)
-        if not answered:
+        if not answered or (verdict.status == NOT_FOUND and unanswered):
+            # "Not found" is only true of the catalogs that answered: one that did not may
+            # hold the item.
             message = "; ".join(errors.values()) or "no catalog answered"
+            if answered:
+                message += "; the catalogs that answered found nothing like it"
             return Outcome(
                 UNREACHABLE, message, flags=flags, errors=dict(errors), queries=tuple(queries)
             )
@@ -925,3 +945,37 @@ async def verify_batch(
         failed=failed,
         cancelled=stopped,
     )
+
+
+# ---------------------------------------------------------------------------- MARC view
+@dataclass(frozen=True)
+class MarcLine:
+    """One field of a MARC record as staff read it: tag, indicators, subfields or data."""
+
+    tag: str
+    indicators: str = ""  # two characters, blanks as "_"; "" for the leader and control fields
+    subfields: tuple[tuple[str, str], ...] = ()
+    data: str = ""  # the leader and control fields (001-009)
+
+
+def marc_lines(marcxml: str) -> list[MarcLine]:
+    """The leader and every field of a stored record, in record order.
+
+    Raises:
+        ValueError: the text holds no MARC record.
+    """
+    record = parse_marcxml(marcxml)
+    lines = [MarcLine(tag="LDR", data=str(record.leader))]
+    for f in record.get_fields():
+        if f.is_control_field():
+            lines.append(MarcLine(tag=f.tag, data=f.data or ""))
+            continue
+        indicators = "".join((i or " ").replace(" ", "_") for i in (f.indicator1, f.indicator2))
+        lines.append(
+            MarcLine(
+                tag=f.tag,
+                indicators=indicators,
+                subfields=tuple((s.code, s.value) for s in f.subfields),
+            )
+        )
+    return lines
