@@ -456,6 +456,8 @@ _LEND_COMMON: _W = {
         S.PULLING: 80, S.WILL_SUPPLY: 5, S.RETRY_POSSIBLE: 3, S.UNFILLED: 10, S.CANCELLED: 2,
     },
     S.PULLING: {S.WILL_SUPPLY: 80, S.RETRY_POSSIBLE: 3, S.UNFILLED: 15, S.CANCELLED: 2},
+    # the borrower sends a Retry on our conditions, or gives up and cancels
+    S.RETRY_POSSIBLE: {S.REQUEST_RECEIVED: 35, S.CANCELLED: 65},
 }  # fmt: skip
 _LEND_LOAN: _W = {
     **_LEND_COMMON,
@@ -556,7 +558,7 @@ def _walk(rng: random.Random, direction: D, table: _W) -> _Path:
         workflow.check_transition(direction, status, target, reason[0] if reason else None)
         kind = 0
         if lending:
-            partner = target in (S.CANCELLED, S.LOANED)
+            partner = target in (S.CANCELLED, S.LOANED, S.REQUEST_RECEIVED)
             kind |= _K_LOAN_START if target is S.SHIPPED else 0
         else:
             partner = target is not S.CANCELLED and (
