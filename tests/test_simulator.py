@@ -451,6 +451,22 @@ def test_scenario_statuses(
     assert None not in supplier_ids
 
 
+def test_log_has_a_line_per_message(simulator: Simulator, receiver: Receiver, rid: str) -> None:
+    request = make_request(rid, answer_to=receiver.url, record="WILLSUPPLY_LOANED")
+    ok(post(simulator, request), receiver, rid)
+    receiver.wait_for(rid, 2)
+    deadline = time.monotonic() + WAIT
+    while f"sent StatusChange Loaned for {rid}" not in simulator.log():
+        assert time.monotonic() < deadline, simulator.log()
+        time.sleep(0.05)
+    lines = [line for line in simulator.log().splitlines() if rid in line]
+    assert (
+        f"request {rid} from ISIL:DK-TEST to ISIL:SIM-A, scenario 'WILLSUPPLY_LOANED'" in (lines[0])
+    )
+    assert f"sent RequestResponse WillSupply for {rid} to {receiver.url}: OK" in lines[1]
+    assert f"sent StatusChange Loaned for {rid} to {receiver.url}: OK" in lines[2]
+
+
 def test_follow_ups_are_a_delay_apart(simulator: Simulator, receiver: Receiver, rid: str) -> None:
     ok(
         post(simulator, make_request(rid, answer_to=receiver.url, record="WILLSUPPLY_LOANED")),

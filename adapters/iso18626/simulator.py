@@ -842,7 +842,7 @@ class PartnerSimulator:
 
     # -- sending
 
-    async def _post(self, url: str, message: p.Message) -> p.Message:
+    async def _post(self, url: str, message: p.AgencyMessage) -> p.Message:
         """POST ``message`` to ``url`` and return the parsed answer.
 
         Raises:
@@ -864,9 +864,33 @@ class PartnerSimulator:
         if response.status_code != 200:
             raise SendFailed(f"HTTP {response.status_code}: {response.text[:200]}")
         try:
-            return codec.parse(response.content).message
+            answer = codec.parse(response.content).message
         except codec.Iso18626Error as error:
             raise SendFailed(f"the answer is not an ISO 18626 message: {error}") from error
+        # One line per message sent, so a trainer watching the log sees the exchange.
+        log.info(
+            "simulator: sent %s for %s to %s: %s",
+            _describe(message),
+            message.header.requesting_agency_request_id,
+            url,
+            (
+                answer.header.message_status
+                if isinstance(answer.header, p.ConfirmationHeader)
+                else f"answered with a {answer.kind}"
+            ),
+        )
+        return answer
+
+
+def _describe(message: p.AgencyMessage) -> str:
+    if isinstance(message, p.SupplyingAgencyMessage):
+        info = message.message_info
+        answer = f" {info.answer_yes_no}" if info.answer_yes_no else ""
+        return f"{info.reason_for_message}{answer} {message.status_info.status}"
+    if isinstance(message, p.RequestingAgencyMessage):
+        return f"action {message.action}"
+    kind = message.service_info.request_type if message.service_info else None
+    return f"{kind or 'New'} request"
 
 
 _ITEM_IDS = {
