@@ -1116,3 +1116,52 @@ def test_patron_request_to_a_supplier_that_is_down(simulator: Simulator, rid: st
     assert parsed.error_data.error_type is p.ErrorType.UNRECOGNISED_DATA_ELEMENT
     assert parsed.error_data.error_value is not None
     assert parsed.error_data.error_value.startswith("error sending request to supplier")
+
+
+def test_patron_request_passes_the_suppliers_error_on(simulator: Simulator, rid: str) -> None:
+    # The simulator as requester, forwarding to itself as supplier, which plays ERROR.
+    request = make_request(
+        rid,
+        answer_to=None,
+        record="ERROR",
+        sub_types=(p.RequestSubType.PATRON_REQUEST,),
+        supplier_info=(p.SupplierInfo(supplier_description=simulator.url),),
+    )
+    answer = codec.parse(post(simulator, request).content).message
+    assert isinstance(answer, p.RequestConfirmation)
+    assert answer.header.message_status is p.MessageStatus.ERROR
+    assert answer.error_data == p.ErrorData(
+        error_type=p.ErrorType.UNRECOGNISED_DATA_VALUE, error_value="MOCK ERROR"
+    )
+
+
+def test_requester_and_supplier_roles_play_a_loan_through_together(
+    simulator: Simulator, rid: str
+) -> None:
+    # illmock's own loop: one simulator borrows from itself, answers going to itself too.
+    request = make_request(
+        rid,
+        answer_to=simulator.url,
+        record="LOANED",
+        sub_types=(p.RequestSubType.PATRON_REQUEST,),
+        supplier_info=(p.SupplierInfo(supplier_description=simulator.url),),
+    )
+    answer = codec.parse(post(simulator, request).content).message
+    assert answer.header.message_status is p.MessageStatus.OK
+    expected = [
+        f"sent New request for {rid} to {simulator.url}: OK",
+        f"sent RequestResponse Loaned for {rid} to {simulator.url}: OK",
+        f"sent action Received for {rid} to {simulator.url}: OK",
+        f"sent action ShippedReturn for {rid} to {simulator.url}: OK",
+        f"sent StatusChange LoanCompleted for {rid} to {simulator.url}: OK",
+    ]
+    deadline = time.monotonic() + WAIT
+    while expected[-1] not in simulator.log():
+        assert time.monotonic() < deadline, simulator.log()
+        time.sleep(0.05)
+    sent = [line for line in simulator.log().splitlines() if "sent " in line and rid in line]
+    said = [line.split("simulator: ", 1)[1] for line in sent]
+    assert sorted(said) == sorted(expected)
+    # Each role's own messages go out in order (the two roles' lines may interleave).
+    assert said.index(expected[1]) < said.index(expected[4])
+    assert said.index(expected[2]) < said.index(expected[3]) < said.index(expected[4])
