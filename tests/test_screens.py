@@ -968,3 +968,64 @@ async def test_verify_a_new_request_and_take_one_field_from_a_candidate(
         events = session.exec(select(Event).where(Event.request_id == request_id)).all()
         assert [e.to_status for e in events] == ["New", "Verifying"]
     engine.dispose()
+
+
+async def test_verify_all_new_requests_in_a_batch_with_progress_and_summary(
+    tmp_path: Path, zebra: object
+) -> None:
+    """Shift+V verifies every New request with a progress bar, ends with a summary, and the
+    queue then marks each request with its result."""
+    import httpx
+    from screens_helpers import fixed_clock
+    from textual.widgets import ProgressBar
+
+    from adapters.sru import SruClient
+    from ill_tui.app import IllApp
+    from ill_tui.catalog import DEFAULT_INDEXES, Target
+    from ill_tui.db import open_database
+    from ill_tui.models import Patron
+    from ill_tui.services.desk import Desk
+    from ill_tui.services.requests import RequestForm, create_request
+    from ill_tui.services.verification import Verifier
+    from screens.verify import BatchVerifyModal
+
+    engine = open_database(f"sqlite:///{tmp_path}/batch.db")
+    with session_scope(engine) as session:
+        session.add(Patron(barcode="P9", name="Ada Reader"))
+        session.flush()
+        for title, author, isbn in (
+            ("Loom of destiny", "Arthur Stringer", "0-8369-3272-2"),
+            ("Quantum gravity for house cats", "", ""),
+        ):
+            create_request(
+                session,
+                form=RequestForm(patron="P9", title=title, author=author, isbn=isbn),
+                actor="tester",
+                clock=fixed_clock(),
+            )
+    union = Target(
+        name="Union catalog",
+        base_url=zebra.url("biblio"),  # type: ignore[attr-defined]
+        indexes={**DEFAULT_INDEXES, "oclc": "local.oclc"},
+    )
+    async with httpx.AsyncClient() as http:
+        desk = Desk(
+            engine, actor="tester", clock=fixed_clock(), verifier=Verifier(SruClient(http), [union])
+        )
+        app = IllApp(desk, clock=fixed_clock())
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            await pilot.press("V")
+            await settle(pilot)
+            modal = app.screen
+            assert isinstance(modal, BatchVerifyModal)
+            bar = modal.query_one(ProgressBar)
+            assert (bar.total, bar.progress) == (2, 2)
+            status = plain(modal.query_one("#batch-status", Label).content)
+            assert status.startswith("Verified 2 of 2: 1 matched, 1 not found.")
+            await pilot.press("escape")
+            await settle(pilot)
+            assert isinstance(app.screen, QueueScreen)
+            table = app.screen.query_one("#queue-table", QueueTable)
+            assert table_column(table, "status") == ["New ✓", "New ✗"]
+    engine.dispose()

@@ -319,6 +319,15 @@ def test_search_plan_strongest_identifiers_first() -> None:
         ("title", "loom of destiny", "all"),
         ("author", "Stringer", "all"),
     ]
+    # catalog-style words: hyphens and decomposed accents stay inside the word
+    decomposed = SearchTerms(title="THE FLINT SIT-DOWN STRIKE OF 1936-1937 : economi\u0301a")
+    assert [(c.key, c.value) for c in verification.text_searches(decomposed)[0]] == [
+        ("title", "FLINT SIT-DOWN STRIKE OF 1936-1937")
+    ]
+    assert verification.text_searches(SearchTerms(title="La econom\u0131\u0301a"))[0][0].value == (
+        "economı\u0301a"
+    )
     assert verification.identifier_flags(terms) == [
         "ISSN 0001-5548 has a wrong check digit. Searched by the other fields instead."
     ]
+

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import unicodedata
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -156,7 +157,7 @@ def identifier_flags(terms: SearchTerms) -> list[str]:
 
 def _surname(author: str) -> str:
     """The word a catalog's author index surely has: the (first) surname."""
-    first = re.split(r";| and | & ", author, maxsplit=1)[0]
+    first = re.split(r";| and | & ", unicodedata.normalize("NFC", author), maxsplit=1)[0]
     if "," in first:
         return first.split(",", 1)[0].strip()
     words = [w for w in re.split(r"\s+", first.strip()) if w and not w.endswith(".")]
@@ -170,13 +171,19 @@ def _title_words(title: str) -> list[str]:
     as "practitioners", so words are split on blanks and ISBD punctuation only; a leading
     article is dropped (catalogs skip it with the nonfiling indicator).
     """
-    main = re.split(r"\s*[:;=/]\s*|\s+-\s+", title, maxsplit=1)[0]
+    # Composed characters: a decomposed "í" (i + combining accent, as MARC-8 records and
+    # some pasted text have it) would otherwise split the word in two at the accent.
+    main = unicodedata.normalize("NFC", title)
+    main = re.split(r"\s*[:;=/]\s*|\s+-\s+", main, maxsplit=1)[0]
     main = re.sub(r"(\w)['’](\w)", r"\1\2", main)
-    words = []
+    words: list[str] = []
     for token in main.split():
-        word = re.sub(r"^[\W_]+|[\W_]+$", "", token)
-        word = re.sub(r"[^\w-]+", " ", word).strip()
-        words.extend(word.split())
+        # letters, digits, inner hyphens and combining marks left without a composed form
+        kept = "".join(
+            ch if ch.isalnum() or ch == "-" or unicodedata.category(ch).startswith("M") else " "
+            for ch in token
+        )
+        words.extend(w for w in (part.strip("-") for part in kept.split()) if w)
     if len(words) > 1 and scoring.fold(words[0]) in scoring.LEADING_ARTICLES:
         words = words[1:]
     return words
