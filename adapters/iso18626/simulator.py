@@ -16,13 +16,14 @@ The behaviour follows illmock as summarised in ``../shared/conformance/iso18626/
   scenario is a ``MOCK:<supplierId>:<SCENARIO>`` token in serviceInfo/note when ``<supplierId>``
   is the supplying agency's id value, else bibliographicInfo/supplierUniqueRecordId, else (an
   ill-tui extension) the scenario configured for that agency; empty or unknown means UNFILLED
-  (see ``scenario_for``). After the OK RequestConfirmation the statuses
-  of the scenario go to the requester one by one, ``delay`` apart, the first with
-  reasonForMessage RequestResponse and later ones StatusChange. Loaned carries a due date
-  14 days on, sentVia, deliveredFormat and itemId. Received triggers Overdue or Recalled when
-  the scenario says so; Renew is answered RenewResponse Y (status Loaned, and a new due date
-  14 days after the current one, which illmock leaves out); Cancel
-  CancelResponse Y / Cancelled before Loaned and N / Loaned after; ShippedReturn LoanCompleted.
+  (see ``scenario_for``). After the OK RequestConfirmation the statuses of the scenario go to
+  the requester (the first http(s) address in requestingAgencyInfo, else the peer URL) one by
+  one, ``delay`` apart, the first with reasonForMessage RequestResponse and later ones
+  StatusChange. Loaned carries a due date 14 days on, sentVia, deliveredFormat and itemId.
+  Received triggers Overdue or Recalled when the scenario says so; Renew is answered
+  RenewResponse Y (status Loaned, and a new due date 14 days after the current one, which
+  illmock leaves out); Cancel CancelResponse Y / Cancelled before Loaned and N / Loaned after;
+  ShippedReturn LoanCompleted.
 * Requester role, for a ``request`` whose requestSubType includes PatronRequest (the simulator
   forwards it as a plain Request to the supplier named in supplierInfo/supplierDescription, else
   the peer URL) and for every ``supplyingAgencyMessage``: on Loaned it sends Received and, a
@@ -36,9 +37,13 @@ The behaviour follows illmock as summarised in ``../shared/conformance/iso18626/
 Where this simulator and illmock differ: illmock reads any ``action``, ``status`` or
 ``reasonForMessage`` value, while the ill-tui codec refuses values outside the XSD, so such a
 message gets an ERROR confirmation (UnsupportedActionType, UnrecognisedDataValue,
-UnsupportedReasonForMessageType) instead of OK. Every message the simulator sends is built by
-``adapters.iso18626.codec.build`` and therefore valid against the v1.2 XSD. Follow-up sends have
-timeouts; a failure is logged and ends that chain of messages, never the server.
+UnsupportedReasonForMessageType) instead of OK. The renewal due date and the per-agency
+scenarios are additions; the default peer URL is ``ill-tui serve``'s address, not illmock's
+``localhost:8081``; a body over ``max_bytes`` gets 413.
+
+Every message the simulator sends is built by ``adapters.iso18626.codec.build`` and therefore
+valid against the v1.2 XSD. Follow-up sends have timeouts; a failure is logged and ends that
+chain of messages, never the server.
 """
 
 from __future__ import annotations
