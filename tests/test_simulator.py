@@ -377,6 +377,12 @@ def test_http_errors(simulator: Simulator) -> None:
         answer = httpx.post(simulator.url, content=bad, headers=xml, timeout=10)
         assert answer.status_code == 400, bad
         assert answer.text == "invalid ISO18626 message"
+    huge = good.replace(b"Cybernetics", b"C" * (3 * 1024 * 1024))
+    assert httpx.post(simulator.url, content=huge, headers=xml, timeout=30).status_code == 413
+    # ... and the next good message is answered as usual.
+    after = httpx.post(simulator.url, content=good, headers=xml, timeout=10)
+    assert after.status_code == 200
+    assert codec.parse(after.content).message.header.message_status is p.MessageStatus.OK
 
 
 @pytest.mark.parametrize("status", [400, 500])
