@@ -36,6 +36,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from adapters.iso18626 import codec
+from adapters.iso18626.simulator import scenario_for
 from ill_tui import protocol as p
 from ill_tui.cli import cli
 
@@ -537,6 +538,34 @@ def test_configured_scenario_when_the_request_names_none(
     )
     ok(post(simulator, request), receiver, noted)
     assert statuses(receiver.settled(noted, 1)) == ["RequestResponse/Unfilled"]
+
+
+@pytest.mark.parametrize(
+    ("note", "record", "request_type", "defaults", "scenario"),
+    [
+        (None, None, None, {}, "UNFILLED"),
+        (None, "LOANED", None, {"SIM-A": "WILLSUPPLY"}, "LOANED"),
+        ("MOCK:SIM-A:COMPLETED", "LOANED", None, {}, "COMPLETED"),
+        ("ask MOCK:SIM-B:COMPLETED", "LOANED", None, {}, "LOANED"),  # another lender's token
+        ("x MOCK:SIM-A:RETRY:COND_LOANED;y", None, None, {}, "RETRY:COND"),
+        ("MOCK:SIM-A:RETRY:COND_LOANED", None, p.RequestType.RETRY, {}, "LOANED"),
+        (None, "RETRY:ONLOAN", p.RequestType.RETRY, {}, ""),
+        (None, None, None, {"SIM-A": "WILLSUPPLY"}, "WILLSUPPLY"),
+        (None, None, None, {"*": "LOANED", "SIM-B": "UNFILLED"}, "LOANED"),
+        (None, None, None, {"*": "LOANED", "SIM-A": "RETRY:COST"}, "RETRY:COST"),
+    ],
+)
+def test_scenario_selection(
+    note: str | None,
+    record: str | None,
+    request_type: p.RequestType | None,
+    defaults: dict[str, str],
+    scenario: str,
+) -> None:
+    request = make_request(
+        "t-pure", answer_to=None, record=record, note=note, request_type=request_type
+    )
+    assert scenario_for(request, defaults) == scenario
 
 
 @pytest.mark.parametrize(

@@ -163,7 +163,8 @@ def scenario_for(request: p.IllRequest, defaults: Mapping[str, str] | None = Non
 
     Args:
         request: the incoming ISO 18626 request.
-        defaults: scenario per supplying agency id value, for requests that name none.
+        defaults: scenario per supplying agency id value, for requests that name none; the
+            key ``*`` covers every agency not named.
 
     Returns:
         The scenario keyword; an unknown keyword is played as UNFILLED by the supplier.
@@ -171,7 +172,7 @@ def scenario_for(request: p.IllRequest, defaults: Mapping[str, str] | None = Non
     scenario = (
         _scenario_in_note(request)
         or request.bibliographic_info.supplier_unique_record_id
-        or (defaults or {}).get(request.header.supplying_agency_id.value)
+        or _configured(defaults or {}, request.header.supplying_agency_id.value)
     )
     if not scenario:
         return "UNFILLED"
@@ -182,6 +183,11 @@ def scenario_for(request: p.IllRequest, defaults: Mapping[str, str] | None = Non
     if info is not None and info.request_type is p.RequestType.RETRY:
         return then if sep else ""
     return first
+
+
+def _configured(defaults: Mapping[str, str], agency_value: str) -> str | None:
+    """The configured scenario of an agency; ``*`` stands for every agency not named."""
+    return defaults.get(agency_value) or defaults.get("*")
 
 
 def _delivery_method(request: p.IllRequest) -> str:
