@@ -711,14 +711,20 @@ def test_retry_scenarios(
         assert delivery is None
 
 
-def test_retry_then_the_second_scenario(simulator: Simulator, receiver: Receiver) -> None:
-    first, second = f"t-{uuid.uuid4().hex[:12]}", f"t-{uuid.uuid4().hex[:12]}"
+@pytest.mark.parametrize("keep_id", [False, True])
+def test_retry_then_the_second_scenario(
+    simulator: Simulator, receiver: Receiver, keep_id: bool
+) -> None:
+    first = f"t-{uuid.uuid4().hex[:12]}"
+    # With the same id (#RETRYKEEPID#), the Retry is accepted only because RetryPossible
+    # dropped the first request's state.
+    second = first if keep_id else f"t-{uuid.uuid4().hex[:12]}"
     ok(
         post(simulator, make_request(first, answer_to=receiver.url, record="RETRY:COST_LOANED")),
         receiver,
         first,
     )
-    assert statuses(receiver.settled(first, 1)) == ["RequestResponse/RetryPossible"]
+    assert statuses(receiver.wait_for(first, 1)) == ["RequestResponse/RetryPossible"]
     retry = make_request(
         second,
         answer_to=receiver.url,
@@ -727,9 +733,12 @@ def test_retry_then_the_second_scenario(simulator: Simulator, receiver: Receiver
         previous=first,
     )
     ok(post(simulator, retry), receiver, second)
-    (loaned,) = receiver.settled(second, 1)
+    got = receiver.settled(second, 2 if keep_id else 1)
+    loaned = got[-1]
     assert describe(loaned.message) == "RequestResponse/Loaned"
     assert supplying(loaned).status_info.due_date is not None
+    if not keep_id:
+        receiver.settled(first, 1)
 
 
 def test_retry_without_a_second_scenario_is_only_confirmed(
