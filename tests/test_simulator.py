@@ -11,6 +11,7 @@ ShippedReturn, the HTTP errors, the validation errors and the requester role.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import socket
@@ -472,6 +473,39 @@ def test_log_has_a_line_per_message(simulator: Simulator, receiver: Receiver, ri
     )
     assert f"sent RequestResponse WillSupply for {rid} to {receiver.url}: OK" in lines[1]
     assert f"sent StatusChange Loaned for {rid} to {receiver.url}: OK" in lines[2]
+
+
+def test_many_requests_at_once(simulator: Simulator, receiver: Receiver) -> None:
+    flows = {
+        "WILLSUPPLY_LOANED": ["RequestResponse/WillSupply", "StatusChange/Loaned"],
+        "LOANED": ["RequestResponse/Loaned"],
+        "WILLSUPPLY_UNFILLED": ["RequestResponse/WillSupply", "StatusChange/Unfilled"],
+    }
+    batch = [(f"t-{uuid.uuid4().hex[:12]}", scenario) for scenario in flows for _ in range(40)]
+
+    async def send_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        simulator.url,
+                        content=codec.build(make_request(r, answer_to=receiver.url, record=sc)),
+                        headers={"Content-Type": "application/xml"},
+                    )
+                    for r, sc in batch
+                )
+            )
+
+    answers = asyncio.run(send_all())
+    for (request_id, _), answer in zip(batch, answers, strict=True):
+        ok(answer, receiver, request_id)
+    for request_id, scenario in batch:
+        got = receiver.wait_for(request_id, len(flows[scenario]), timeout=60)
+        assert statuses(got) == flows[scenario]  # in order
+    time.sleep(QUIET)
+    for request_id, scenario in batch:
+        arrived = [g for g in receiver.got if g.request_id == request_id]
+        assert len(arrived) == len(flows[scenario])  # and each once
 
 
 def test_follow_ups_are_a_delay_apart(simulator: Simulator, receiver: Receiver, rid: str) -> None:
