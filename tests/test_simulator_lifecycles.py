@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -590,3 +591,81 @@ def library_simulator_url(lib: Library) -> str:
         assert partner is not None
         assert partner.endpoint_url is not None
         return partner.endpoint_url
+
+
+# ---------------------------------------------------------------------------- the demo sandbox
+
+
+def test_demo_partners_answer_through_the_simulator(tmp_path: Path) -> None:
+    """A trainer's set-up: the demo sandbox, ``serve`` and ``simulate-partner --scenario *=``.
+
+    The demo's partners (OCLC and ISIL agencies with credentials) all point at one simulator;
+    our requests name no address of ours (no ILL_TUI_ENDPOINT_URL in the staff settings), so
+    the simulator answers at its --peer-url, where ``serve`` listens.
+    """
+    from ill_tui.demo import build_demo
+
+    url = sqlite_url(tmp_path / "demo.db")
+    engine = open_database(url)
+    build_demo(engine, requests=60, seed=3)
+    serve = ServeProcess(
+        url, agency=str(OUR_AGENCY), log_path=tmp_path / "serve.log", extra_args=FAST_OUTBOX
+    )
+    port = free_port()
+    sim_url = f"http://127.0.0.1:{port}/iso18626"
+    with session_scope(engine) as session:
+        partners = session.exec(
+            select(Partner)
+            .where(Partner.active, col(Partner.endpoint_url).is_not(None))
+            .order_by(col(Partner.id))
+        ).all()
+        lenders = [partners[0], partners[1]]
+        for partner in partners:
+            partner.endpoint_url = sim_url  # the demo's 8626, on a port free for this test
+            session.add(partner)
+        patron = session.exec(select(Patron)).first()
+        assert patron is not None
+        barcode = patron.barcode
+        lender_ids = [partner.id for partner in lenders]
+        first_agency = lenders[0].agency_id_value
+        assert all(partner.account_id and partner.security_code for partner in lenders)
+    settings = Settings(
+        database_url=url, agency_id_type=OUR_AGENCY.type, agency_id_value=OUR_AGENCY.value
+    )
+    lib = Library(engine, settings, serve)
+    with (tmp_path / "simulator.log").open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ill_tui.cli", "simulate-partner", "--port", str(port),
+             "--delay", "50", "--peer-url", serve.url, "--scenario", "*=WILLSUPPLY_LOANED",
+             "--scenario", f"{first_agency}=UNFILLED"],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_listening(port, timeout=60, proc=process)
+        serve.start()
+        with session_scope(engine) as session:
+            form = requests.RequestForm(
+                direction="borrowing", service_type="Loan", title="Demo loan", patron=barcode
+            )
+            made = requests.create_request(session, form=form, actor=ACTOR)
+            assert made.id is not None
+            request_id = made.id
+            requests.change_status(
+                session, request_id=request_id, to_status="Sourcing", actor=ACTOR
+            )
+            sourcing.set_rota(session, request_id=request_id, partner_ids=lender_ids)
+        lib.run(sourcing.send_request, request_id=request_id)
+        # The first demo partner says Unfilled; the rota moves on; the second one loans.
+        loaned = lib.becomes(request_id, "Loaned")
+        assert loaned.partner_id == lender_ids[1]
+        assert loaned.due_date is not None
+        lib.settled(request_id)
+    finally:
+        serve.stop()
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        engine.dispose()
