@@ -1080,6 +1080,12 @@ def test_requester_receives_and_returns_a_loan(
 ) -> None:
     ok(post(simulator, patron_request(rid, receiver)), receiver, rid)
     forwarded = forwarded_request(receiver, rid)
+    # A Notification is confirmed and ignored, whatever status it carries.
+    note = supplier_says(forwarded, p.Status.LOANED, reason=p.ReasonForMessage.NOTIFICATION)
+    noted = ok(post(simulator, note), receiver, rid)
+    assert isinstance(noted, p.SupplyingAgencyMessageConfirmation)
+    assert noted.reason_for_message is p.ReasonForMessage.NOTIFICATION
+    receiver.settled(rid, 1)
     will = supplier_says(
         forwarded, p.Status.WILL_SUPPLY, reason=p.ReasonForMessage.REQUEST_RESPONSE
     )

@@ -30,7 +30,8 @@ The behaviour follows illmock as summarised in ``../shared/conformance/iso18626/
   delay later, ShippedReturn (not with the notes ``#RENEW#`` or ``#RECALL#``); on Recalled
   ShippedReturn; on Overdue with ``#RENEW#`` Renew, then ShippedReturn; with ``#CANCEL#`` a
   Cancel on the first message; on RetryPossible a Retry request (a new request id unless
-  ``#RETRYKEEPID#``; maximumCosts = offeredCosts after CostExceedsMaxCost).
+  ``#RETRYKEEPID#``; maximumCosts = offeredCosts after CostExceedsMaxCost); a Notification
+  is confirmed and otherwise ignored.
 * State lives in memory, keyed by supplier, requester and request id, and is dropped after
   LoanCompleted, CopyCompleted, Unfilled, RetryPossible and Cancelled.
 
@@ -764,6 +765,8 @@ class PartnerSimulator:
         response = self._confirm(message, received)
         status = message.status_info.status
         log.info("simulator: %s %s for %s", message.message_info.reason_for_message, status, key)
+        if message.message_info.reason_for_message is p.ReasonForMessage.NOTIFICATION:
+            return response  # a note from the supplier, not a status to act on
         if state.cancel:
             state.cancel = False
             self._later(self._send_action(header, p.Action.CANCEL, self.delay / 10))
@@ -779,11 +782,8 @@ class PartnerSimulator:
         elif status is p.Status.RECALLED:
             state.recall = False
             self._later(self._send_action(header, p.Action.SHIPPED_RETURN, self.delay))
-        elif status in (p.Status.COPY_COMPLETED, p.Status.LOAN_COMPLETED):
+        elif status in (p.Status.COPY_COMPLETED, p.Status.LOAN_COMPLETED, p.Status.UNFILLED):
             self.requesting.pop(key, None)
-        elif status is p.Status.UNFILLED:
-            if message.message_info.reason_for_message is not p.ReasonForMessage.NOTIFICATION:
-                self.requesting.pop(key, None)
         elif status is p.Status.CANCELLED:
             if message.message_info.answer_yes_no is p.YesNo.Y:
                 self.requesting.pop(key, None)
