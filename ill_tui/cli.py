@@ -91,15 +91,62 @@ def _group_db(ctx: click.Context, db: str | None) -> str | None:
     return parent.params.get("db") if parent is not ctx else None
 
 
-def _run_app(engine: Engine, settings: Settings, *, demo: bool) -> None:
+TARGETS_ENV = "ILL_TUI_TARGETS"
+TARGETS_HELP = (
+    "Catalog targets file (TOML, [[target]] tables) to verify citations against. "
+    f"Default: ${TARGETS_ENV}, else targets.toml in the data directory if it exists."
+)
+
+
+def _targets_path(option: Path | None) -> Path | None:
+    """--targets, else $ILL_TUI_TARGETS, else the data directory's targets.toml if present."""
+    import os
+
+    if option is not None:
+        return option
+    from_env = os.environ.get(TARGETS_ENV, "").strip()
+    if from_env:
+        return Path(from_env)
+    default = default_data_dir() / "targets.toml"
+    return default if default.exists() else None
+
+
+def _run_app(
+    engine: Engine, settings: Settings, *, demo: bool, targets: Path | None = None
+) -> None:
+    path = _targets_path(targets)
+    if path is None:
+        _build_app(engine, settings, demo=demo, verifier=None).run()
+        return
+    import asyncio
+
+    from adapters.sru import SruClient
+    from ill_tui.catalog import CatalogError, load_targets
+    from ill_tui.services.verification import Verifier
+
+    try:
+        catalogs = load_targets(path)
+    except CatalogError as exc:
+        _fail(str(exc))
+
+    async def run_with_catalogs() -> None:
+        # one keep-alive HTTP client for every catalog search, closed when the app ends
+        async with SruClient() as sru:
+            app = _build_app(engine, settings, demo=demo, verifier=Verifier(sru, catalogs))
+            await app.run_async()
+
+    asyncio.run(run_with_catalogs())
+
+
+def _build_app(engine: Engine, settings: Settings, *, demo: bool, verifier: Any) -> Any:
+    """The app over ``engine``, with the catalog verifier (``None``: no targets configured)."""
     try:
         from ill_tui.app import IllApp, prefetch_first_page
         from ill_tui.services.desk import Desk
     except ImportError as exc:  # pragma: no cover - only when the install is broken
         _fail(f"Cannot start the terminal interface: {exc}")
-    desk = Desk(engine, actor=settings.actor)
-    app = IllApp(desk, settings=settings, demo=demo, first_page=prefetch_first_page(desk))
-    app.run()
+    desk = Desk(engine, actor=settings.actor, verifier=verifier)
+    return IllApp(desk, settings=settings, demo=demo, first_page=prefetch_first_page(desk))
 
 
 @click.group(
@@ -115,8 +162,9 @@ Examples:
 )
 @click.version_option(__version__, "-V", "--version", prog_name="ill-tui")
 @_db_option
+@click.option("--targets", type=click.Path(path_type=Path), default=None, help=TARGETS_HELP)
 @click.pass_context
-def cli(ctx: click.Context, db: str | None) -> None:
+def cli(ctx: click.Context, db: str | None, targets: Path | None) -> None:
     """Interlibrary-loan work in the terminal: borrowing and lending queues.
 
     Without a command, opens the app on your database, creating or upgrading it first.
@@ -125,7 +173,7 @@ def cli(ctx: click.Context, db: str | None) -> None:
         return
     settings = _settings(db)
     engine = open_database(settings.database_url)
-    _run_app(engine, settings, demo=False)
+    _run_app(engine, settings, demo=False, targets=targets)
 
 
 def _demo_url(db: str | None) -> str:

@@ -17,6 +17,7 @@ automatically unless title and author agree; ``benchmarks/verify.py`` measures t
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -93,14 +94,35 @@ def fold(text: str | None) -> str:
     """
     if not text:
         return ""
+    return _fold(text)
+
+
+_NON_WORD = re.compile(r"[\W_]+")
+
+
+@functools.lru_cache(maxsize=8192)
+def _fold(text: str) -> str:
+    # Cached: a citation's fields are folded once per candidate, and a batch sees the same
+    # catalog records again and again.
     plain = text
-    # Twice: case folding can expose letters that decompose further, and the other way round
-    # (mathematical letters, ligatures), and fold must give the same text when applied again.
-    for _ in range(2):
-        decomposed = unicodedata.normalize("NFKD", plain.casefold().translate(_SPECIAL))
-        plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    if not text.isascii():
+        # Twice: case folding can expose letters that decompose further, and the other way
+        # round (mathematical letters, ligatures), and fold must be stable when applied again.
+        for _ in range(2):
+            decomposed = unicodedata.normalize("NFKD", plain.casefold().translate(_SPECIAL))
+            plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    else:
+        plain = plain.lower()
     plain = plain.replace("&", " and ")
-    return " ".join(re.sub(r"[\W_]+", " ", plain).split())
+    return " ".join(_NON_WORD.sub(" ", plain).split())
+
+
+def clear_caches() -> None:
+    """Forget the folded texts and checked identifiers kept between calls (benchmarks time
+    cold runs with it)."""
+    _fold.cache_clear()
+    _normalised.cache_clear()
+    _checked.cache_clear()
 
 
 def fold_title(text: str | None) -> str:
@@ -171,17 +193,40 @@ class RecordSummary:
 _ABBREVIATION = re.compile(r"(?:\b\w{1,3}|ausg|aufl|uitg|izd|corp|bros|pbk)\.$", re.IGNORECASE)
 
 
+_TRAILING_ISBD = re.compile(r"[\s/:;,=]+$")
+
+
 def _clean(text: str) -> str:
     """Drop ISBD punctuation at the end of a subfield ("Chicago," -> "Chicago")."""
     text = " ".join(text.split()).strip("[] ")
-    text = re.sub(r"[\s/:;,=]+$", "", text)
+    text = _TRAILING_ISBD.sub("", text)
     if text.endswith(".") and not _ABBREVIATION.search(text):
         text = text.rstrip(". ")
     return text.strip("[] ")
 
 
 def _subfields(f: pymarc.Field, codes: str) -> list[str]:
-    return [_clean(v) for code in codes for v in f.get_subfields(code) if v and _clean(v)]
+    cleaned = (_clean(v) for code in codes for v in f.get_subfields(code) if v)
+    return [v for v in cleaned if v]
+
+
+_NORMALISERS = {
+    "isbn": identifiers.normalise_isbn,
+    "issn": identifiers.normalise_issn,
+    "lccn": identifiers.normalise_lccn,
+    "oclc": identifiers.normalise_oclc,
+}
+
+
+@functools.lru_cache(maxsize=16384)
+def _normalised(kind: str, value: str) -> str | None:
+    """An identifier's compact form, or None when it fails its check (cached: python-stdnum
+    is the slowest part of reading a record, and a citation's ISBN is compared with every
+    candidate)."""
+    try:
+        return _NORMALISERS[kind](value)
+    except identifiers.InvalidIdentifier:
+        return None
 
 
 def _name(f: pymarc.Field) -> str:
@@ -195,20 +240,12 @@ def _identifiers(record: pymarc.Record, tag: str, code: str, kind: str) -> tuple
     found: list[str] = []
     for f in record.get_fields(tag):
         for value in f.get_subfields(code):
-            try:
-                if kind == "isbn":
-                    norm = identifiers.normalise_isbn(value)
-                elif kind == "issn":
-                    norm = identifiers.normalise_issn(value)
-                elif kind == "lccn":
-                    norm = identifiers.normalise_lccn(value)
-                else:
-                    if "ocolc" not in value.lower():
-                        continue
-                    norm = identifiers.normalise_oclc(value.split(")", 1)[-1])
-            except identifiers.InvalidIdentifier:
-                continue
-            if norm not in found:
+            if kind == "oclc":
+                if "ocolc" not in value.lower():
+                    continue
+                value = value.split(")", 1)[-1]
+            norm = _normalised(kind, value)
+            if norm is not None and norm not in found:
                 found.append(norm)
     return tuple(found)
 
@@ -391,28 +428,35 @@ class Score:
         return "; ".join(self.reasons)
 
 
+@functools.lru_cache(maxsize=4096)
+def _checked(kind: str, value: str) -> tuple[str | None, str]:
+    """(compact form, "") of a cited identifier, or (None, what is wrong with it)."""
+    try:
+        return _NORMALISERS[kind](value), ""
+    except identifiers.WrongCheckDigit:
+        return None, "has a wrong check digit"
+    except identifiers.InvalidIdentifier:
+        return None, "is not valid"
+
+
 def _identifier_match(
     citation: CitationFields, summary: RecordSummary, reasons: list[str]
 ) -> tuple[str | None, bool]:
     """(the identifier that matched, whether a valid cited identifier conflicts)."""
     conflict = False
     checks = (
-        ("isbn", "ISBN", identifiers.normalise_isbn, summary.isbns, "020 $a"),
-        ("issn", "ISSN", identifiers.normalise_issn, summary.issns, "022 $a"),
-        ("oclc_number", "OCLC number", identifiers.normalise_oclc, summary.oclc_numbers, "035 $a"),
-        ("lccn", "LCCN", identifiers.normalise_lccn, summary.lccns, "010 $a"),
+        ("isbn", "ISBN", "isbn", summary.isbns, "020 $a"),
+        ("issn", "ISSN", "issn", summary.issns, "022 $a"),
+        ("oclc_number", "OCLC number", "oclc", summary.oclc_numbers, "035 $a"),
+        ("lccn", "LCCN", "lccn", summary.lccns, "010 $a"),
     )
-    for attr, label, normalise, values, where in checks:
+    for attr, label, kind, values, where in checks:
         raw = getattr(citation, attr) or ""
         if not raw.strip():
             continue
-        try:
-            cited = normalise(raw)
-        except identifiers.WrongCheckDigit:
-            reasons.append(f"cited {label} {raw.strip()} has a wrong check digit (not compared)")
-            continue
-        except identifiers.InvalidIdentifier:
-            reasons.append(f"cited {label} {raw.strip()} is not valid (not compared)")
+        cited, problem = _checked(kind, raw)
+        if cited is None:
+            reasons.append(f"cited {label} {raw.strip()} {problem} (not compared)")
             continue
         if cited in values:
             reasons.insert(0, f"{label} {cited} matches {where}")

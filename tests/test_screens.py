@@ -896,6 +896,7 @@ async def test_verify_a_new_request_and_take_one_field_from_a_candidate(
     from ill_tui.services.desk import Desk
     from ill_tui.services.requests import RequestForm, create_request
     from ill_tui.services.verification import Verifier
+    from screens.marc_view import MarcViewScreen
     from screens.verify import FieldPickModal, VerifyScreen
 
     engine = open_database(f"sqlite:///{tmp_path}/verify.db")
@@ -932,6 +933,15 @@ async def test_verify_a_new_request_and_take_one_field_from_a_candidate(
             assert table_column(candidates, "title")[0] == "The loom of destiny / Stringer, Arthur"
             detail = plain(screen.query_one("#verify-detail", Static).content)
             assert "≠ Year: 1899" in detail
+
+            await pilot.press("m")  # the candidate in MARC
+            await settle(pilot)
+            assert isinstance(app.screen, MarcViewScreen)
+            marc = plain(app.screen.query_one("#marc-record", Static).content).splitlines()
+            assert "020 __ $a 0836932722" in marc
+            assert "245 14 $a The loom of destiny $c [by] Arthur J. Stringer ..." in marc
+            await pilot.press("escape")
+            await settle(pilot)
 
             await pilot.press("f")
             await settle(pilot)

@@ -4,6 +4,7 @@ local holdings, and what staff do with the result (accept, not found as cited, c
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -331,3 +332,18 @@ def test_search_plan_strongest_identifiers_first() -> None:
         "ISSN 0001-5548 has a wrong check digit. Searched by the other fields instead."
     ]
 
+
+def test_cli_names_a_bad_targets_file_and_opens_nothing(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ill_tui.cli import cli
+
+    bad = tmp_path / "targets.toml"
+    bad.write_text('[[target]]\nname = "LC"\nbase_url = "ftp://lccn.loc.gov/"\n', encoding="utf-8")
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    result = CliRunner().invoke(cli, ["--db", db, "--targets", str(bad)])
+    assert result.exit_code != 0
+    assert "must be an http:// or https:// URL" in result.output
+    missing = CliRunner().invoke(cli, ["--db", db, "--targets", str(tmp_path / "none.toml")])
+    assert missing.exit_code != 0
+    assert "no such target file" in missing.output

@@ -220,7 +220,8 @@ def identifier_searches(terms: SearchTerms) -> list[list[Clause]]:
 def text_searches(terms: SearchTerms) -> list[list[Clause]]:
     """Title + author searches, from the strictest to the loosest, each tried while the ones
     before found nothing: main title and surname; main title alone; surname with any of the
-    longest title words (a typo in the title); the title with one word left out at a time.
+    longest title words (a typo in the title); the title with one word left out at a time;
+    the author alone (within a year either side of the cited year, if there is one).
     """
     words = _title_words(terms.title)
     if not words:
@@ -239,6 +240,9 @@ def text_searches(terms: SearchTerms) -> list[list[Clause]]:
             rest = [w for w in words if w != left_out]
             if rest and len("".join(rest)) >= 4:
                 searches.append([Clause("title", " ".join(rest))])
+    if surname:
+        # a one-word title with a typo in it: the author's records, by the year if cited
+        searches.append([Clause("author", surname), *_year_clauses(terms.year)])
     return searches
 
 
