@@ -7,11 +7,12 @@ the key list, and the command palette entries built from the current screen's bi
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import sys
 from collections.abc import Iterable
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import events
 from textual.app import App, SystemCommand
@@ -25,6 +26,9 @@ from ill_tui.services.queue import QueuePage, QueueQuery
 from screens import SCREENS_DIR
 from screens.help import HelpModal, key_entries, palette_commands
 from screens.queue import QueueScreen
+
+if TYPE_CHECKING:
+    from adapters.iso18626.sender import OutboxSender
 
 DEMO_TITLE = "ill-tui — DEMO sandbox"
 
@@ -76,9 +80,13 @@ class IllApp(App[None]):
         demo: bool = False,
         clock: Clock = utcnow,
         first_page: QueuePage | None = None,
+        sender: OutboxSender | None = None,
     ) -> None:
         super().__init__()
         self.desk = desk
+        # delivers the ISO 18626 outbox while the app runs (cli.py wires it; tests leave it out)
+        self.sender = sender
+        self._outbox_stop = asyncio.Event()
         self.first_page = first_page
         self.settings = settings
         self.demo = demo
@@ -114,6 +122,19 @@ class IllApp(App[None]):
             )
         )
         self.first_page = None
+        if self.sender is not None:
+            self.run_worker(
+                self.sender.run(self._outbox_stop),
+                name="deliver_outbox",
+                group="outbox",
+                exclusive=True,
+                exit_on_error=False,
+            )
+
+    def on_unmount(self) -> None:
+        # The sender finishes the attempt under way and stops; a message it could not record
+        # is sent again (the same bytes) once its claim expires, by the next sender to run.
+        self._outbox_stop.set()
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key) and isinstance(self.screen, QueueScreen):

@@ -420,3 +420,39 @@ def test_post_message_names_each_failure(engine: Engine) -> None:
 
     (refused,) = asyncio.run(go())
     assert refused.startswith("cannot connect to http://127.0.0.1:")
+
+
+async def test_the_app_delivers_the_outbox_while_it_runs(tmp_path: Path) -> None:
+    """IllApp runs the sender as a worker: a queued message reaches the partner, and the
+    Messages screen shows it under Sent."""
+    from screens_helpers import ACTOR, SIZE, fixed_clock, table_column
+    from textual.widgets import DataTable
+
+    from ill_tui.app import IllApp
+    from ill_tui.services.desk import Desk
+    from screens.messages import MessagesScreen
+
+    engine = open_database(sqlite_url(tmp_path / "app.db"))
+    recorder = Recorder()
+    try:
+        with partner_server(recorder) as server:
+            partner = add_partner(engine, "DK-A", server.url)
+            queue_message(engine, partner, add_request(engine), "9-1")
+            sender = OutboxSender(engine, policy=FAST, poll_interval=0.05)
+            app = IllApp(Desk(engine, actor=ACTOR, clock=fixed_clock()), sender=sender)
+            async with app.run_test(size=SIZE) as pilot:
+                for _ in range(200):
+                    if recorder.ids():
+                        break
+                    await pilot.pause(0.05)
+                assert recorder.ids() == ["9-1"]
+                app.push_screen(MessagesScreen(app.desk, which="sent"))
+                # (not settle(): it waits for every worker, and the sender's never ends)
+                for _ in range(100):
+                    await pilot.pause(0.05)
+                    table = app.screen.query_one("#messages-table", DataTable)
+                    if table.row_count:
+                        break
+                assert table_column(table, "summary") == ["Received 9-1"]
+    finally:
+        engine.dispose()
