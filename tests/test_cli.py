@@ -50,11 +50,17 @@ class FakeApp:
     made: list[dict[str, Any]] = []
 
     def __init__(
-        self, desk: Any, *, settings: Any = None, demo: bool = False, first_page: Any = None
+        self,
+        desk: Any,
+        *,
+        settings: Any = None,
+        demo: bool = False,
+        first_page: Any = None,
+        sender: Any = None,
     ) -> None:
         FakeApp.made.append(
             {"desk": desk, "settings": settings, "demo": demo, "first_page": first_page,
-             "ran": False}
+             "sender": sender, "ran": False}
         )  # fmt: skip
 
     def run(self) -> None:
