@@ -1,8 +1,16 @@
-"""Change a request's status: only the transitions the workflow allows are offered."""
+"""Change a request's status: only the transitions the workflow allows are offered.
+
+Transitions that ISO 18626 carries to the partner ask for what the message needs beyond the
+status: the due date when a lender ships a loan, ``reasonUnfilled`` for Unfilled, and
+``reasonRetry`` with the offered cost (and an optional retry-after date) for RetryPossible.
+The desk's ``change_status`` (``services.exchange``) queues the message with the change.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import on, work
@@ -11,12 +19,15 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
+from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, OptionList
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
 from ill_tui import workflow
-from ill_tui.models import Direction
+from ill_tui.models import Direction, Status
+from ill_tui.money import InvalidMoney, Money
+from ill_tui.services.exchange import ExchangeError, StatusDetails
 from ill_tui.services.requests import RequestNotFound, StaleRequest
 from screens import SCREENS_DIR
 from screens.base import ReportsWorkerErrors
@@ -26,6 +37,74 @@ if TYPE_CHECKING:
     from ill_tui.services.desk import Desk
 
 CLOSED_MESSAGE = "This request is closed; no status change is possible."
+
+# Common ISO 18626 reasonUnfilled / reasonRetry values, offered as completions; partners may
+# use others, so any text is accepted.
+REASONS_UNFILLED = (
+    "NotHeld", "NotOnShelf", "NotAvailableForILL", "OnLoan", "Lacking", "PoorCondition",
+    "PolicyProblem", "NotFoundAsCited",
+)  # fmt: skip
+REASONS_RETRY = ("CostExceedsMaxCost", "OnLoan", "LoanCondition", "NotFoundAsCited")
+
+# Which protocol fields a lending transition asks for (by target status).
+FIELDS_FOR: dict[Status, tuple[str, ...]] = {
+    Status.SHIPPED: ("due-date",),
+    Status.UNFILLED: ("reason-unfilled",),
+    Status.RETRY_POSSIBLE: ("reason-retry", "offered-amount", "offered-currency", "retry-after"),
+}
+ALL_FIELDS = ("due-date", "reason-unfilled", "reason-retry", "offered-amount",
+              "offered-currency", "retry-after")  # fmt: skip
+
+
+class DetailsInvalid(ValueError):
+    """A protocol field staff typed cannot be used; the text says which and why."""
+
+
+def _date(text: str, label: str) -> date | None:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise DetailsInvalid(f"{label} must be a date like 2026-12-31, not {text!r}.") from None
+
+
+def read_details(target: Status, values: dict[str, str]) -> StatusDetails | None:
+    """The protocol details for a lending transition to ``target`` from the typed ``values``.
+
+    Returns ``None`` when the transition carries no details.
+
+    Raises:
+        DetailsInvalid: a date that is not a date, an offered cost without a currency or that
+            is not a positive amount in a known currency.
+    """
+    if target not in FIELDS_FOR:
+        return None
+    if target is Status.SHIPPED:
+        return StatusDetails(due_date=_date(values.get("due-date", ""), "The due date"))
+    if target is Status.UNFILLED:
+        return StatusDetails(reason_unfilled=values.get("reason-unfilled") or None)
+    amount_text = values.get("offered-amount", "")
+    currency = values.get("offered-currency", "").upper()
+    offered: Money | None = None
+    if amount_text:
+        try:
+            amount = Decimal(amount_text.replace(",", ""))
+        except InvalidOperation:
+            raise DetailsInvalid(f"The offered cost {amount_text!r} is not an amount.") from None
+        if not amount.is_finite() or amount <= 0:
+            raise DetailsInvalid("The offered cost must be more than zero.")
+        if not currency:
+            raise DetailsInvalid("Give the currency of the offered cost, e.g. USD.")
+        try:
+            offered = Money(amount, currency)
+        except InvalidMoney as exc:
+            raise DetailsInvalid(str(exc)) from None
+    return StatusDetails(
+        reason_retry=values.get("reason-retry") or None,
+        offered_costs=offered,
+        retry_after=_date(values.get("retry-after", ""), "Retry after"),
+    )
 
 
 @dataclass
@@ -62,8 +141,10 @@ class StatusChangeModal(ReportsWorkerErrors, ModalScreen[str | None]):
         status: str,
         version: int,
         title: str = "",
+        home_currency: str = "USD",
     ) -> None:
         super().__init__()
+        self.home_currency = home_currency
         self.desk = desk
         self.request_id = request_id
         self.direction = Direction(direction)
@@ -99,6 +180,31 @@ class StatusChangeModal(ReportsWorkerErrors, ModalScreen[str | None]):
                 id="transition-list",
             )
             yield Input(placeholder="Reason (optional)", id="reason-input")
+            with Vertical(id="protocol-fields"):
+                yield Label("", id="protocol-title")
+                yield Input(
+                    placeholder="Due date YYYY-MM-DD (empty: today + the partner's loan period)",
+                    id="due-date",
+                )
+                yield Input(
+                    placeholder="reasonUnfilled, e.g. NotHeld (empty: the reason above)",
+                    id="reason-unfilled",
+                    suggester=SuggestFromList(REASONS_UNFILLED, case_sensitive=False),
+                )
+                yield Input(
+                    placeholder="reasonRetry, e.g. CostExceedsMaxCost (empty: the reason above)",
+                    id="reason-retry",
+                    suggester=SuggestFromList(REASONS_RETRY, case_sensitive=False),
+                )
+                with Horizontal(id="offered-row"):
+                    yield Input(placeholder="Offered cost, e.g. 35.00", id="offered-amount")
+                    yield Input(
+                        value=self.home_currency,
+                        placeholder="Currency",
+                        id="offered-currency",
+                        max_length=3,
+                    )
+                yield Input(placeholder="Retry after YYYY-MM-DD (optional)", id="retry-after")
             yield Label("", id="status-change-error", classes="error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Apply (ctrl+s)", id="status-change-apply", variant="primary")
@@ -109,6 +215,7 @@ class StatusChangeModal(ReportsWorkerErrors, ModalScreen[str | None]):
             option_list = self.query_one(OptionList)
             option_list.highlighted = 0
             option_list.focus()
+            self._show_fields()
         else:
             self.query_one("#status-change-close", Button).focus()
 
@@ -128,13 +235,34 @@ class StatusChangeModal(ReportsWorkerErrors, ModalScreen[str | None]):
         else:
             reason.placeholder = "Reason (optional)"
         self._show_error("")
+        self._show_fields()
+
+    def protocol_fields(self) -> tuple[str, ...]:
+        """The ids of the protocol fields the highlighted transition asks for."""
+        transition = self.selected()
+        if transition is None or self.direction is not Direction.LENDING:
+            return ()
+        return FIELDS_FOR.get(transition.target, ())
+
+    def _show_fields(self) -> None:
+        wanted = self.protocol_fields()
+        self.query_one("#protocol-fields").display = bool(wanted)
+        for field_id in ALL_FIELDS:
+            widget = self.query_one(f"#{field_id}", Input)
+            widget.display = field_id in wanted
+        self.query_one("#offered-row").display = "offered-amount" in wanted
+        transition = self.selected()
+        if wanted and transition is not None:
+            self.query_one("#protocol-title", Label).update(
+                f"Sent to the partner with {transition.target.value}:"
+            )
 
     @on(OptionList.OptionSelected)
     def _option_selected(self) -> None:
         self.query_one("#reason-input", Input).focus()
 
-    @on(Input.Submitted, "#reason-input")
-    def _reason_submitted(self) -> None:
+    @on(Input.Submitted)
+    def _input_submitted(self) -> None:
         self.action_apply()
 
     @on(Button.Pressed, "#status-change-apply")
@@ -151,25 +279,46 @@ class StatusChangeModal(ReportsWorkerErrors, ModalScreen[str | None]):
         if transition is None or self._busy:
             return
         reason = self.query_one("#reason-input", Input).value.strip()
+        values = {
+            field_id: self.query_one(f"#{field_id}", Input).value.strip()
+            for field_id in self.protocol_fields()
+        }
+        # The ISO reason code staff picked is reason enough for the history.
+        reason = reason or values.get("reason-unfilled") or values.get("reason-retry") or ""
         if transition.reason_required and not reason:
             self._show_error(f"A reason is required to change the status to {transition.target}.")
             self.query_one("#reason-input", Input).focus()
             return
+        details = None
+        if values:
+            try:
+                details = read_details(transition.target, values)
+            except DetailsInvalid as exc:
+                self._show_error(str(exc))
+                return
         self._busy = True
-        self.apply_status_change(transition.target.value, reason or None)
+        self.apply_status_change(transition.target.value, reason or None, details)
 
     @work(thread=True, exclusive=True, group="status-change", exit_on_error=False)
-    def apply_status_change(self, target: str, reason: str | None) -> None:
-        """Worker: ask the desk to apply the transition."""
+    def apply_status_change(
+        self, target: str, reason: str | None, details: StatusDetails | None = None
+    ) -> None:
+        """Worker: ask the desk to apply the transition (and queue its ISO 18626 message)."""
         try:
             request = self.desk.change_status(
-                self.request_id, target, reason=reason, expected_version=self.version
+                self.request_id,
+                target,
+                reason=reason,
+                expected_version=self.version,
+                details=details,
             )
         except (
             workflow.IllegalTransition,
             workflow.ReasonRequired,
             StaleRequest,
             RequestNotFound,
+            ExchangeError,
+            ValueError,
         ) as exc:
             self.post_message(StatusChangeRefused(str(exc)))
             return

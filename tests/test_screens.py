@@ -1039,3 +1039,149 @@ async def test_verify_all_new_requests_in_a_batch_with_progress_and_summary(
             table = app.screen.query_one("#queue-table", QueueTable)
             assert table_column(table, "status") == ["New ✓", "New ✗"]
     engine.dispose()
+
+
+# -- Status change: ISO 18626 details (due date, reasonUnfilled, reasonRetry + offered cost) ---
+
+
+def _protocol_app(tmp_path: Path) -> tuple[object, object, int]:
+    """An app whose desk sends ISO 18626 messages, and a lending request in WillSupply that
+    came from the Royal Danish Library over ISO 18626."""
+    from screens_helpers import ACTOR, fixed_clock, seed
+
+    from adapters.iso18626.port import Iso18626Codec
+    from ill_tui.app import IllApp
+    from ill_tui.config import Settings
+    from ill_tui.db import open_database
+    from ill_tui.services.desk import Desk
+
+    url = f"sqlite:///{tmp_path}/protocol.db"
+    engine = open_database(url)
+    ids = seed(engine)
+    lending_id = ids["moby-dick"]
+    with session_scope(engine) as session:
+        request = session.get(Request, lending_id)
+        assert request is not None
+        request.partner_request_id = "DK-77-1"
+        request.exchange_id = f"L{lending_id}"
+        session.add(request)
+    settings = Settings(database_url=url, agency_id_type="ISIL", agency_id_value="US-XLOCAL")
+    desk = Desk(engine, actor=ACTOR, clock=fixed_clock(), codec=Iso18626Codec(), settings=settings)
+    desk.change_status(lending_id, "WillSupply")
+    return IllApp(desk, clock=fixed_clock()), engine, lending_id
+
+
+async def _open_status_modal(app: object, pilot: object, request_id: int, target: str) -> object:
+    desk = app.desk  # type: ignore[attr-defined]
+    request = desk.request_detail(request_id).request
+    modal = StatusChangeModal(
+        desk, request_id=request_id, direction=request.direction, status=request.status,
+        version=request.version, home_currency="EUR",
+    )  # fmt: skip
+    app.push_screen(modal)  # type: ignore[attr-defined]
+    await settle(pilot)
+    targets = [t.target.value for t in modal.transitions]
+    modal.query_one(OptionList).highlighted = targets.index(target)
+    await settle(pilot)
+    return modal
+
+
+def _outbox(engine: object) -> list[object]:
+    from ill_tui.models import IsoMessage
+
+    with session_scope(engine) as session:  # type: ignore[arg-type]
+        return list(session.exec(select(IsoMessage).where(IsoMessage.direction == "out")))
+
+
+async def test_shipping_a_loan_asks_for_the_due_date_and_sends_it(tmp_path: Path) -> None:
+    from adapters.iso18626 import codec
+    from ill_tui import protocol as p
+
+    app, engine, lending_id = _protocol_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:  # type: ignore[attr-defined]
+        await settle(pilot)
+        modal = await _open_status_modal(app, pilot, lending_id, "Shipped")
+        fields = modal.query_one("#protocol-fields")  # type: ignore[attr-defined]
+        assert fields.display
+        assert modal.query_one("#due-date", Input).display  # type: ignore[attr-defined]
+        assert not modal.query_one("#reason-unfilled", Input).display  # type: ignore[attr-defined]
+        modal.query_one("#due-date", Input).focus()  # type: ignore[attr-defined]
+        await pilot.press(*"2026-04-1", "ctrl+s")
+        await settle(pilot)
+        error = modal.query_one("#status-change-error", Label)  # type: ignore[attr-defined]
+        assert "must be a date like 2026-12-31" in plain(error.content)
+        assert app.desk.request_detail(lending_id).request.status == "WillSupply"  # type: ignore[attr-defined]
+
+        await pilot.press("5", "ctrl+s")
+        await settle(pilot)
+        assert app.desk.request_detail(lending_id).request.status == "Shipped"  # type: ignore[attr-defined]
+    loaned = _outbox(engine)[-1]
+    assert loaned.summary == "Loaned, due 2026-04-15"  # type: ignore[attr-defined]
+    message = codec.parse(loaned.body.encode()).message  # type: ignore[attr-defined]
+    assert isinstance(message, p.SupplyingAgencyMessage)
+    assert message.status_info.status is p.Status.LOANED
+    assert message.status_info.due_date is not None
+    assert message.status_info.due_date.date().isoformat() == "2026-04-15"
+
+
+async def test_unfilled_and_retry_possible_ask_for_their_reasons(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    from adapters.iso18626 import codec
+    from ill_tui import protocol as p
+
+    app, engine, lending_id = _protocol_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:  # type: ignore[attr-defined]
+        await settle(pilot)
+        modal = await _open_status_modal(app, pilot, lending_id, "Unfilled")
+        assert modal.query_one("#reason-unfilled", Input).display  # type: ignore[attr-defined]
+        assert not modal.query_one("#due-date", Input).display  # type: ignore[attr-defined]
+        modal.query_one("#reason-unfilled", Input).focus()  # type: ignore[attr-defined]
+        await pilot.press(*"NotOnShelf", "ctrl+s")
+        await settle(pilot)
+    unfilled = codec.parse(_outbox(engine)[-1].body.encode()).message  # type: ignore[attr-defined]
+    assert isinstance(unfilled, p.SupplyingAgencyMessage)
+    assert unfilled.status_info.status is p.Status.UNFILLED
+    assert unfilled.message_info.reason_unfilled == "NotOnShelf"
+
+    app, engine, lending_id = _protocol_app(tmp_path / "retry")
+    async with app.run_test(size=SIZE) as pilot:  # type: ignore[attr-defined]
+        await settle(pilot)
+        # WillSupply has no RetryPossible; a fresh request from RequestReceived has
+        modal = None
+        desk = app.desk  # type: ignore[attr-defined]
+        with session_scope(engine) as session:  # type: ignore[arg-type]
+            other = session.exec(select(Request).where(Request.title.startswith("On the"))).one()  # type: ignore[attr-defined]
+            other.partner_request_id, other.exchange_id = "ZZU-9", f"L{other.id}"
+            session.add(other)
+            other_id = other.id
+        assert desk.request_detail(other_id).request.status == "RequestReceived"
+        modal = await _open_status_modal(app, pilot, other_id, "RetryPossible")
+        for field_id in ("reason-retry", "offered-amount", "offered-currency", "retry-after"):
+            assert modal.query_one(f"#{field_id}", Input).display  # type: ignore[attr-defined]
+        assert modal.query_one("#offered-currency", Input).value == "EUR"  # type: ignore[attr-defined]
+        modal.query_one("#reason-retry", Input).focus()  # type: ignore[attr-defined]
+        await pilot.press(*"CostExceedsMaxCost")
+        modal.query_one("#offered-amount", Input).focus()  # type: ignore[attr-defined]
+        await pilot.press(*"-3", "ctrl+s")
+        await settle(pilot)
+        error = modal.query_one("#status-change-error", Label)  # type: ignore[attr-defined]
+        assert "must be more than zero" in plain(error.content)
+        await pilot.press("backspace", "backspace", *"35", "ctrl+s")
+        await settle(pilot)
+        assert desk.request_detail(other_id).request.status == "RetryPossible"
+    retry = codec.parse(_outbox(engine)[-1].body.encode()).message  # type: ignore[attr-defined]
+    assert isinstance(retry, p.SupplyingAgencyMessage)
+    assert retry.message_info.reason_retry == "CostExceedsMaxCost"
+    assert retry.message_info.offered_costs == p.Costs(amount=Decimal("35.00"), currency="EUR")
+
+
+async def test_borrowing_transitions_ask_for_no_protocol_details(tmp_path: Path) -> None:
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("c")
+        await settle(pilot)
+        modal = app.screen
+        assert isinstance(modal, StatusChangeModal)
+        assert not modal.query_one("#protocol-fields").display
