@@ -91,7 +91,55 @@ def _group_db(ctx: click.Context, db: str | None) -> str | None:
     return parent.params.get("db") if parent is not ctx else None
 
 
-def _run_app(engine: Engine, settings: Settings, *, demo: bool) -> None:
+TARGETS_ENV = "ILL_TUI_TARGETS"
+TARGETS_HELP = (
+    "Catalog targets file (TOML, [[target]] tables) to verify citations against. "
+    f"Default: ${TARGETS_ENV}, else targets.toml in the data directory if it exists."
+)
+
+
+def _targets_path(option: Path | None) -> Path | None:
+    """--targets, else $ILL_TUI_TARGETS, else the data directory's targets.toml if present."""
+    import os
+
+    if option is not None:
+        return option
+    from_env = os.environ.get(TARGETS_ENV, "").strip()
+    if from_env:
+        return Path(from_env)
+    default = default_data_dir() / "targets.toml"
+    return default if default.exists() else None
+
+
+def _run_app(
+    engine: Engine, settings: Settings, *, demo: bool, targets: Path | None = None
+) -> None:
+    path = _targets_path(targets)
+    if path is None:
+        _build_app(engine, settings, demo=demo, verifier=None).run()
+        return
+    import asyncio
+
+    from adapters.sru import SruClient
+    from ill_tui.catalog import CatalogError, load_targets
+    from ill_tui.services.verification import Verifier
+
+    try:
+        catalogs = load_targets(path)
+    except CatalogError as exc:
+        _fail(str(exc))
+
+    async def run_with_catalogs() -> None:
+        # one keep-alive HTTP client for every catalog search, closed when the app ends
+        async with SruClient() as sru:
+            app = _build_app(engine, settings, demo=demo, verifier=Verifier(sru, catalogs))
+            await app.run_async()
+
+    asyncio.run(run_with_catalogs())
+
+
+def _build_app(engine: Engine, settings: Settings, *, demo: bool, verifier: Any) -> Any:
+    """The app over ``engine``: codec, outbox sender and catalog verifier (``None``: no targets)."""
     try:
         from ill_tui.app import IllApp, prefetch_first_page
         from ill_tui.services.desk import Desk
@@ -100,7 +148,9 @@ def _run_app(engine: Engine, settings: Settings, *, demo: bool) -> None:
     from adapters.iso18626.port import Iso18626Codec
     from adapters.iso18626.sender import OutboxSender
 
-    desk = Desk(engine, actor=settings.actor, codec=Iso18626Codec(), settings=settings)
+    desk = Desk(
+        engine, actor=settings.actor, codec=Iso18626Codec(), settings=settings, verifier=verifier
+    )
     # The app delivers the outbox too, so staff actions reach partners even when no
     # `ill-tui serve` runs; with both running, each message is claimed by one of them.
     app = IllApp(
@@ -110,7 +160,7 @@ def _run_app(engine: Engine, settings: Settings, *, demo: bool) -> None:
         first_page=prefetch_first_page(desk),
         sender=OutboxSender(engine),
     )
-    app.run()
+    return app
 
 
 @click.group(
@@ -126,8 +176,9 @@ Examples:
 )
 @click.version_option(__version__, "-V", "--version", prog_name="ill-tui")
 @_db_option
+@click.option("--targets", type=click.Path(path_type=Path), default=None, help=TARGETS_HELP)
 @click.pass_context
-def cli(ctx: click.Context, db: str | None) -> None:
+def cli(ctx: click.Context, db: str | None, targets: Path | None) -> None:
     """Interlibrary-loan work in the terminal: borrowing and lending queues.
 
     Without a command, opens the app on your database, creating or upgrading it first.
@@ -136,7 +187,7 @@ def cli(ctx: click.Context, db: str | None) -> None:
         return
     settings = _settings(db)
     engine = open_database(settings.database_url)
-    _run_app(engine, settings, demo=False)
+    _run_app(engine, settings, demo=False, targets=targets)
 
 
 def _demo_url(db: str | None) -> str:
@@ -482,7 +533,8 @@ def import_requests(ctx: click.Context, file: Path, accepted_only: bool, db: str
     metavar="AGENCY=SCENARIO",
     multiple=True,
     help="The scenario the partner with this agency id value plays when a request names "
-    "none, e.g. US-NYPL=WILLSUPPLY_LOANED (repeatable; an ill-tui extension).",
+    "none, e.g. US-NYPL=WILLSUPPLY_LOANED; *=SCENARIO for every other partner "
+    "(repeatable; an ill-tui extension).",
 )
 def simulate_partner(
     host: str,
@@ -508,6 +560,7 @@ def simulate_partner(
       ill-tui simulate-partner
       ill-tui simulate-partner --port 9000 --delay 500 --peer-url http://127.0.0.1:9627/iso18626
       ill-tui simulate-partner --scenario US-NYPL=WILLSUPPLY_LOANED --scenario GB-BL=RETRY:COST
+      ill-tui simulate-partner --scenario '*=WILLSUPPLY_LOANED'   every partner loans
     """
     import os
 
