@@ -1,4 +1,5 @@
-"""``python -m benchmarks queue [--db PATH] [--requests N] [--rebuild]`` | ``verify``."""
+"""``python -m benchmarks queue [--db PATH] [--requests N] [--rebuild]`` | ``verify``
+``python -m benchmarks iso18626 [--messages N] [--connections C]``."""
 
 from __future__ import annotations
 
@@ -15,7 +16,16 @@ def main(argv: list[str] | None = None) -> int:
     queue.add_argument("--requests", type=int, default=1_000_000)
     queue.add_argument("--rebuild", action="store_true", help="build the database afresh")
     sub.add_parser("verify", help="1,000 damaged citations verified against a real Zebra")
+    iso = sub.add_parser(
+        "iso18626", help="ISO 18626 messages/s into a real ill-tui serve, and in process"
+    )
+    iso.add_argument("--messages", type=int, default=2000, help="requests to post")
+    iso.add_argument("--connections", type=int, default=8, help="concurrent connections")
     args = parser.parse_args(argv)
+    if args.name == "iso18626":
+        from benchmarks import iso18626
+
+        return iso18626.run(args.messages, args.connections)
     if args.name == "verify":
         from benchmarks import verify
 
