@@ -1,4 +1,5 @@
-"""``python -m benchmarks queue [--db PATH] [--requests N] [--rebuild]`` | ``verify``
+"""``python -m benchmarks queue [--db PATH] [--requests N] [--rebuild]``
+``python -m benchmarks verify [--max-records N]``.
 ``python -m benchmarks iso18626 [--messages N] [--connections C]``."""
 
 from __future__ import annotations
@@ -15,7 +16,12 @@ def main(argv: list[str] | None = None) -> int:
     queue.add_argument("--db", type=Path, default=None, help="SQLite file (built if needed)")
     queue.add_argument("--requests", type=int, default=1_000_000)
     queue.add_argument("--rebuild", action="store_true", help="build the database afresh")
-    sub.add_parser("verify", help="1,000 damaged citations verified against a real Zebra")
+    verify_cmd = sub.add_parser(
+        "verify", help="1,000 damaged citations verified against a real Zebra"
+    )
+    verify_cmd.add_argument(
+        "--max-records", type=int, default=None, help="records per search (default: the app's)"
+    )
     iso = sub.add_parser(
         "iso18626", help="ISO 18626 messages/s into a real ill-tui serve, and in process"
     )
@@ -29,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.name == "verify":
         from benchmarks import verify
 
-        return verify.run()
+        return verify.run(args.max_records or verify.MAX_RECORDS)
     if args.name == "queue":
         from benchmarks import queue as bench
 

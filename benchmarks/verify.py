@@ -7,7 +7,7 @@ digit, no identifier, diacritics stripped, all caps) plus citations of the held-
 (not in the catalog), and verifies them with the real ``Verifier`` and ``SruClient`` at
 concurrency 8. Then it replays exactly the SRU requests the verification sent, with bare
 httpx at the same concurrency, for the raw throughput. After an untimed warm-up run, both
-run three times, interleaved (``ROUNDS``); every timing is printed and the medians compared.
+run five times, interleaved (``ROUNDS``); every timing is printed and the medians compared.
 
 Prints: citations/s; the fraction matched to the right record (with an identifier, title /
 author only, and by kind of damage); the fraction of not-in-catalog citations left unmatched;
@@ -37,7 +37,7 @@ from adapters.sru import SruClient, request_params
 from ill_tui import scoring
 from ill_tui.catalog import DEFAULT_INDEXES, Target
 from ill_tui.scoring import MATCHED, RecordSummary, summarise
-from ill_tui.services.verification import SearchTerms, Verifier, record_key
+from ill_tui.services.verification import MAX_RECORDS, SearchTerms, Verifier, record_key
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 RECORDS = TESTS / "data" / "sru" / "records"
@@ -47,7 +47,7 @@ CONCURRENCY = 8
 SEED = 18626
 #: Timed runs after the warm-up, interleaved so that a machine getting busier or quieter
 #: (2 cores shared with other work) weighs on both alike; the medians are reported.
-ROUNDS = ("raw", "verify", "verify", "raw", "raw", "verify")
+ROUNDS = ("raw", "verify", "verify", "raw", "raw", "verify", "verify", "raw", "raw", "verify")
 
 TARGET_RAW_RATIO = 0.80
 TARGET_WITH_ID = 0.97
@@ -197,19 +197,24 @@ def write_catalog(records: list[pymarc.Record], held: set[int], folder: Path) ->
     return path
 
 
-async def verify_all(target: Target, cases: list[Case]) -> tuple[float, list[object], list[str]]:
+async def verify_all(
+    target: Target, cases: list[Case], *, keep: bool = True, max_records: int = MAX_RECORDS
+) -> tuple[float, list[object], list[str]]:
+    """Verify every case at ``CONCURRENCY``; the time, the outcomes (if ``keep``: the app
+    keeps none in memory, so timed runs drop them) and the searches sent."""
     outcomes: list[object] = [None] * len(cases)
     queries: list[str] = []
     limit = asyncio.Semaphore(CONCURRENCY)
     async with SruClient() as sru:
-        verifier = Verifier(sru, [target])
+        verifier = Verifier(sru, [target], max_records=max_records)
         # one warm-up search so both runs start with an open connection
         await verifier.search(SearchTerms(title="warm up"))
 
         async def one(n: int) -> None:
             async with limit:
                 outcome = await verifier.search(cases[n].terms)
-                outcomes[n] = outcome
+                if keep:
+                    outcomes[n] = outcome
                 queries.extend(q.split(": ", 1)[1] for q in outcome.queries)
 
         t0 = time.perf_counter()
@@ -218,17 +223,19 @@ async def verify_all(target: Target, cases: list[Case]) -> tuple[float, list[obj
     return elapsed, outcomes, queries
 
 
-async def replay_raw(target: Target, queries: list[str]) -> float:
+async def replay_raw(
+    target: Target, queries: list[str], *, max_records: int = MAX_RECORDS
+) -> float:
     limit = asyncio.Semaphore(CONCURRENCY)
     async with httpx.AsyncClient(
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=32)
     ) as http:
-        await http.get(target.base_url, params=request_params(target, "dc.title=warm", 10))
+        await http.get(target.base_url, params=request_params(target, "dc.title=warm", max_records))
 
         async def one(query: str) -> None:
             async with limit:
                 response = await http.get(
-                    target.base_url, params=request_params(target, query, 10), timeout=10
+                    target.base_url, params=request_params(target, query, max_records), timeout=10
                 )
                 response.raise_for_status()
                 _ = response.content
@@ -247,8 +254,12 @@ def pct(part: int, whole: int) -> str:
     return f"{100.0 * part / whole:5.1f} % ({part}/{whole})" if whole else "  n/a"
 
 
-def run() -> int:
-    """Build Zebra, verify the citations, replay the queries raw, print the figures."""
+def run(max_records: int = MAX_RECORDS) -> int:
+    """Build Zebra, verify the citations, replay the queries raw, print the figures.
+
+    Args:
+        max_records: records asked for per search (the verification service's default).
+    """
     sys.path.insert(0, str(TESTS))
     from zebra_server import ZebraUnavailable, start_server  # noqa: PLC0415
 
@@ -265,7 +276,8 @@ def run() -> int:
         try:
             print(
                 f"Zebra: {zebra.databases['biblio']} records in the catalog "
-                f"({len(held)} held out), started in {zebra.started_in:.1f} s"
+                f"({len(held)} held out), started in {zebra.started_in:.1f} s; "
+                f"{max_records} records asked for per search"
             )
             target = Target(
                 name="Union catalog",
@@ -278,7 +290,7 @@ def run() -> int:
             # up (its first pass over the register is several times slower). Then A-B-B-A:
             # raw, verification, verification, raw, so that a machine getting busier or
             # quieter during the run (2 shared cores) weighs on both alike.
-            _, outcomes, queries = asyncio.run(verify_all(target, cases))
+            _, outcomes, queries = asyncio.run(verify_all(target, cases, max_records=max_records))
             # The app freezes what lives as long as it does (gc.freeze in IllApp.on_mount);
             # here the kept outcomes would otherwise be rescanned by every full collection.
             gc.collect()
@@ -287,10 +299,14 @@ def run() -> int:
             verify_times: list[float] = []
             for kind in ROUNDS:
                 if kind == "raw":
-                    raw_times.append(asyncio.run(replay_raw(target, queries)))
+                    raw_times.append(
+                        asyncio.run(replay_raw(target, queries, max_records=max_records))
+                    )
                     continue
                 scoring.clear_caches()  # no help from the warm-up run's folded texts
-                seconds, _, again = asyncio.run(verify_all(target, cases))
+                seconds, _, again = asyncio.run(
+                    verify_all(target, cases, keep=False, max_records=max_records)
+                )
                 verify_times.append(seconds)
                 if sorted(again) != sorted(queries):
                     print("warning: a timed verification run sent other searches")

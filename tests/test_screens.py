@@ -1185,3 +1185,18 @@ async def test_borrowing_transitions_ask_for_no_protocol_details(tmp_path: Path)
         modal = app.screen
         assert isinstance(modal, StatusChangeModal)
         assert not modal.query_one("#protocol-fields").display
+
+
+async def test_verify_without_catalogs_says_so(tmp_path: Path) -> None:
+    """With no catalog targets configured, the Verify screen says what to do, and stays."""
+    from screens.verify import VerifyScreen
+
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("v")
+        await settle(pilot)
+        assert isinstance(app.screen, VerifyScreen)
+        message = plain(app.screen.query_one("#verify-message", Label).content)
+        assert message.startswith("No catalogs are configured to verify against")
+        assert "not verified yet" in plain(app.screen.query_one("#verify-heading", Label).content)

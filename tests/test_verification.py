@@ -208,6 +208,13 @@ async def test_unreachable_target_alone_and_beside_one_that_answers(
     assert set(outcome.errors) == {"Partner catalog"}
     assert stored(db, rid)[0].verification == "matched"
 
+    # verifying again while the catalog is down leaves the earlier result as it was
+    outcome = await alone.verify_request(rid)
+    assert outcome.status == "unreachable"
+    request, marc, _ = stored(db, rid)
+    assert request.verification == "matched"
+    assert [m.record_id for m in marc if m.accepted] == [LOOM]
+
     # nothing found while one catalog did not answer is not "not found": it may be there
     other = new_request(both, title="Quantum gravity for house cats")
     outcome = await both.verify_request(other)

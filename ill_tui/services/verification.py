@@ -53,8 +53,10 @@ from ill_tui.scoring import AMBIGUOUS, MATCHED, NOT_FOUND, UNREACHABLE, RecordSu
 from ill_tui.services import duplicates, requests
 from ill_tui.services.requests import ValidationFailed
 
-#: Records asked for per search and target.
-MAX_RECORDS = 10
+#: Records asked for per search and target. Five is plenty to verify against: a search that
+#: finds more is narrowed by the cited year, and staff can edit the search; every record
+#: asked for is parsed and scored (``python -m benchmarks verify --max-records 10`` compares).
+MAX_RECORDS = 5
 #: Candidates kept per request (the best ones).
 KEEP_CANDIDATES = 10
 #: Concurrent verifications in a batch ("verify all New requests").
@@ -467,13 +469,26 @@ def record_outcome(
 ) -> Request:
     """Store a verification: status, candidates, holdings of the matched record, duplicate.
 
-    Candidates of an earlier verification are replaced, except a record staff accepted.
+    Candidates of an earlier verification are replaced, except a record staff accepted. An
+    unreachable outcome changes nothing of an earlier result (and marks a request never
+    verified ``unreachable``).
 
     Raises:
         RequestNotFound: no such request.
     """
     request = requests.get_request(session, request_id)
     now = clock()
+    if outcome.status == UNREACHABLE:
+        # Nothing was learnt: an earlier result (its candidates, holdings, local flag) stands;
+        # only a request never verified is marked unreachable.
+        if request.verification is None:
+            request.verification = UNREACHABLE
+            request.verified_at = now
+            request.updated_at = now
+            request.version += 1
+            session.add(request)
+            session.flush()
+        return request
     kept = list(
         session.exec(
             select(MarcRecord).where(
@@ -486,15 +501,6 @@ def record_outcome(
             col(MarcRecord.request_id) == request_id, col(MarcRecord.accepted).is_(False)
         )
     )
-    if outcome.status == UNREACHABLE:
-        # Nothing was looked at: keep the holdings and the local flag from before.
-        request.verification = UNREACHABLE
-        request.verified_at = now
-        request.updated_at = now
-        request.version += 1
-        session.add(request)
-        session.flush()
-        return request
     session.execute(sa.delete(RequestHolding).where(col(RequestHolding.request_id) == request_id))
     accepted_keys = {(m.target, m.record_id) for m in kept}
     best = outcome.best
