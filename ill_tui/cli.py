@@ -739,6 +739,8 @@ def serve(
         receive,
         after_receive=sender.wake if sender else None,
         background=sender.run if sender else None,
+        # SQLite has one writer at a time: more would only sleep in its busy handler
+        concurrency=1 if settings.database_url.startswith("sqlite") else 16,
     )
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr

@@ -31,8 +31,9 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -110,6 +111,7 @@ def make_app(
     max_body: int = DEFAULT_MAX_BODY,
     after_receive: Callable[[], None] | None = None,
     background: Callable[[asyncio.Event], Any] | None = None,
+    concurrency: int = 16,
 ) -> Starlette:
     """Build the endpoint.
 
@@ -121,7 +123,11 @@ def make_app(
             sender's ``wake``: an answer the message caused goes out at once).
         background: a coroutine function started with the app and given an event that is set
             at shutdown (the outbox sender's ``run``); the app waits for it to finish.
+        concurrency: how many messages are parsed and stored at the same time. SQLite takes
+            one writer at a time and makes the others sleep and retry, so 1 is fastest there;
+            PostgreSQL gains from more.
     """
+    limiter: anyio.CapacityLimiter | None = None  # made on the loop, at the first message
 
     def handle(data: bytes, received: datetime) -> tuple[bytes, str | None, str]:
         """Parse, receive, build the confirmation: everything but HTTP, in a thread."""
@@ -166,8 +172,13 @@ def make_app(
             return PlainTextResponse("client disconnected", status_code=400)
         received = clock()
         started = time.perf_counter()
+        nonlocal limiter
+        if limiter is None:
+            limiter = anyio.CapacityLimiter(concurrency)
         try:
-            body, request_id, line = await run_in_threadpool(handle, data, received)
+            body, request_id, line = await anyio.to_thread.run_sync(
+                handle, data, received, limiter=limiter
+            )
         except codec.MessageTooLarge:
             return PlainTextResponse(f"message larger than {max_body} bytes", status_code=413)
         except (codec.NotXml, codec.NotIso18626) as exc:
