@@ -456,3 +456,35 @@ async def test_the_app_delivers_the_outbox_while_it_runs(tmp_path: Path) -> None
                 assert table_column(table, "summary") == ["Received 9-1"]
     finally:
         engine.dispose()
+
+
+async def test_the_periodic_task_runs_at_start_and_then_every_interval(engine: Engine) -> None:
+    """``ill-tui serve`` hangs the rota timeout check here; it must run, and not too often."""
+    from conftest import FixedClock
+
+    clock = FixedClock()
+    calls: list[datetime] = []
+    sender = OutboxSender(
+        engine, clock=clock, poll_interval=0.01, periodic=calls.append, periodic_every=300
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(sender.run(stop))
+    try:
+        for _ in range(100):
+            if calls:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # many idle passes, the clock standing still
+        assert calls == [clock.now]
+        clock.advance(seconds=299)
+        await asyncio.sleep(0.1)
+        assert len(calls) == 1
+        clock.advance(seconds=1)
+        for _ in range(100):
+            if len(calls) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert calls[1] == clock.now
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
