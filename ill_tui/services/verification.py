@@ -348,8 +348,7 @@ class Verifier:
             raise NoTargets()
         flags = tuple(identifier_flags(terms))
         id_searches = identifier_searches(terms)
-        txt_searches = text_searches(terms)
-        if not id_searches and not txt_searches:
+        if not id_searches and not _title_words(terms.title):
             raise NothingToVerify(
                 "The citation has no identifier and no title to search for."
                 + (" " + " ".join(flags) if flags else "")
@@ -385,8 +384,9 @@ class Verifier:
             if await run(clauses):
                 break  # the strongest identifier that finds anything is enough to search by
         verdict = self._verdict(terms, found)
-        if verdict.status != MATCHED and txt_searches:
-            for number, clauses in enumerate(txt_searches):
+        if verdict.status != MATCHED:
+            # built only when needed: most citations with an identifier stop above
+            for number, clauses in enumerate(text_searches(terms)):
                 hits = await run(clauses)
                 if hits > self.max_records and number <= 1 and terms.year.strip():
                     await run(clauses + _year_clauses(terms.year))
