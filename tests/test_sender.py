@@ -69,10 +69,14 @@ def _request_id(raw: bytes) -> str:
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    """A SQLite outbox only (the long scenario runs once, not once per database)."""
     eng = open_database(sqlite_url(tmp_path / "outbox.db"))
     yield eng
     eng.dispose()
+
+
+# The other tests take conftest's ``engine``: once on SQLite, once on PostgreSQL.
 
 
 def add_partner(engine: Engine, value: str, url: str | None) -> int:
@@ -370,8 +374,9 @@ async def test_two_senders_on_one_database_post_each_message_once(engine: Engine
 
 
 @pytest.mark.slow
-async def test_partner_down_for_60_seconds_loses_nothing(engine: Engine) -> None:
+async def test_partner_down_for_60_seconds_loses_nothing(sqlite_engine: Engine) -> None:
     """The real scenario: the default backoff schedule (capped), a partner down for 60 s."""
+    engine = sqlite_engine
     port = free_port()
     partners = [add_partner(engine, f"DK-{n}", f"http://127.0.0.1:{port}/iso18626") for n in "AB"]
     request_id = add_request(engine)
@@ -405,7 +410,7 @@ async def test_partner_down_for_60_seconds_loses_nothing(engine: Engine) -> None
     print(f"\npartner down 60 s: all 40 delivered {delivered_in:.1f} s after it came back")
 
 
-def test_post_message_names_each_failure(engine: Engine) -> None:
+def test_post_message_names_each_failure() -> None:
     async def go() -> list[str]:
         async with httpx.AsyncClient(timeout=1) as client:
             refused = await _post(client, f"http://127.0.0.1:{free_port()}/iso18626")
