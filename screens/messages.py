@@ -74,6 +74,14 @@ def kind_label(kind: str) -> str:
     return KIND_LABELS.get(kind, kind)
 
 
+def error_cell(row: MessageRow) -> Text:
+    """The last error, and for a pending message that failed before, when it is tried next."""
+    cell = Text(row.last_error, style="red")
+    if row.state == "pending" and row.attempts and row.next_attempt_at is not None:
+        cell.append(f" · next try {row.next_attempt_at:%H:%M:%S}", style="dim")
+    return cell
+
+
 class MessagesScreen(ReportsWorkerErrors, Screen[None]):
     """Pending, failed, sent and received ISO 18626 messages; retry or cancel by key."""
 
@@ -163,7 +171,7 @@ class MessagesScreen(ReportsWorkerErrors, Screen[None]):
                 kind_label(row.kind),
                 row.summary,
                 str(row.attempts),
-                Text(row.last_error, style="red") if row.last_error else "",
+                error_cell(row),
                 key=str(row.id),
             )
         if highlighted is not None:

@@ -730,6 +730,7 @@ def _seed_messages(engine: object) -> dict[str, int]:
                 peer=partner.agency_id, summary="Request: Being and Time", body="<x/>",
                 state="pending", attempts=3, last_error="cannot connect to http://dk (refused)",
                 created_at=datetime(2026, 3, 1, 11, 0, tzinfo=UTC),
+                next_attempt_at=datetime(2026, 3, 1, 11, 5, tzinfo=UTC),
             ),
             "sent": IsoMessage(
                 direction="out", kind="request", request_id=request.id, partner_id=partner.id,
@@ -773,7 +774,9 @@ async def test_messages_screen_lists_pending_failed_and_sent(tmp_path: Path) -> 
         assert table_column(table, "summary") == ["Request: Being and Time"]
         assert table_column(table, "partner") == ["Royal Danish Library"]
         assert table_column(table, "attempts") == ["3"]
-        assert table_column(table, "error") == ["cannot connect to http://dk (refused)"]
+        assert table_column(table, "error") == [
+            "cannot connect to http://dk (refused) · next try 11:05:00"
+        ]
 
         await pilot.press("f")
         await settle(pilot)
