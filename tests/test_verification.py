@@ -14,7 +14,7 @@ from zebra_server import ZebraServer, free_port
 from adapters.sru import SruClient
 from ill_tui.catalog import DEFAULT_INDEXES, MARC21_852, Target
 from ill_tui.db import open_database, session_scope
-from ill_tui.models import Event, MarcRecord, Note, Patron, Request, RequestHolding
+from ill_tui.models import Event, MarcRecord, Note, Partner, Patron, Request, RequestHolding
 from ill_tui.services import verification
 from ill_tui.services.desk import Desk
 from ill_tui.services.requests import RequestForm, ValidationFailed
@@ -125,6 +125,12 @@ async def test_matched_by_hyphenated_isbn_10(
 async def test_local_holdings_say_we_own_it_and_partner_holdings_are_kept(
     zebra: ZebraServer, sru: SruClient, db: Engine, clock: object
 ) -> None:
+    with session_scope(db) as session:
+        bl = Partner(agency_id_type="ISIL", agency_id_value="GB-UkBL", name="British Library",
+                     country="GB", currency="GBP")  # fmt: skip
+        session.add(bl)
+        session.flush()
+        bl_id = bl.id
     desk = desk_for(db, sru, [union(zebra), ours(zebra)], clock)
     rid = new_request(desk, title="The eighth day", author="Case, John", isbn="0786251301")
     outcome = await desk.verify_request(rid)
@@ -135,6 +141,11 @@ async def test_local_holdings_say_we_own_it_and_partner_holdings_are_kept(
         ("Our catalog", True, "British Library", "LT.2012.x.4103"),
         ("Union catalog", False, "British Library", "LT.2012.x.4103"),
     ]
+    # the union catalog's holding is a lender candidate, linked to that partner library
+    assert {h.target: h.partner_id for h in holdings} == {
+        "Our catalog": None,
+        "Union catalog": bl_id,
+    }
     # staff cancel it with a message to the patron
     with pytest.raises(ValidationFailed, match="message"):
         desk.cancel_owned_locally(rid, "   ")

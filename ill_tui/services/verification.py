@@ -549,7 +549,10 @@ def _store_holdings(
     key: str,
     now: object,
 ) -> None:
+    """Keep the holdings of the record ``key`` names; a partner's holding is linked to the
+    partner library whose agency id or name the holding gives (a lender candidate)."""
     seen: set[tuple[str, str | None, str | None, str | None]] = set()
+    partners: dict[str, int | None] = {}
     for candidate in candidates:
         if candidate.key != key:
             continue
@@ -558,11 +561,18 @@ def _store_holdings(
             if mark in seen:
                 continue
             seen.add(mark)
+            partner_id = None
+            if h.agency and not candidate.local:
+                if h.agency not in partners:
+                    found = requests.find_partner(session, h.agency)
+                    partners[h.agency] = found.id if found is not None else None
+                partner_id = partners[h.agency]
             session.add(
                 RequestHolding(
                     request_id=request_id,
                     target=candidate.target[:100],
                     local=candidate.local,
+                    partner_id=partner_id,
                     agency=(h.agency or "")[:100] or None,
                     call_number=(h.call_number or "")[:200] or None,
                     location=(h.location or "")[:200] or None,
