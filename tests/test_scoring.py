@@ -229,3 +229,16 @@ def test_nothing_without_an_identifier_or_a_close_title_is_matched(
 ) -> None:
     scores = [Score(value=v, title=t, author=100.0) for v, t in zip(values, titles, strict=False)]
     assert classify(LOOM, scores).status != MATCHED
+
+
+@settings(max_examples=80)
+@given(
+    title=st.floats(0, scoring.IDENTIFIER_TITLE - 0.01),
+    value=st.floats(0, 100),
+    author=st.one_of(st.none(), st.floats(0, 100)),
+)
+def test_a_matching_identifier_never_carries_a_foreign_title(
+    title: float, value: float, author: float | None
+) -> None:
+    score = Score(value=value, identifier="ISBN 9780836932720", title=title, author=author)
+    assert classify(LOOM, [score]).status != MATCHED

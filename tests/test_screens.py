@@ -1203,3 +1203,63 @@ async def test_verify_without_catalogs_says_so(tmp_path: Path) -> None:
         message = plain(app.screen.query_one("#verify-message", Label).content)
         assert message.startswith("No catalogs are configured to verify against")
         assert "not verified yet" in plain(app.screen.query_one("#verify-heading", Label).content)
+
+
+async def test_edit_the_search_terms_and_search_again(tmp_path: Path, zebra: object) -> None:
+    """A garbled citation finds nothing; staff edit the search terms (e) and search again."""
+    import httpx
+    from screens_helpers import fixed_clock
+
+    from adapters.sru import SruClient
+    from ill_tui.app import IllApp
+    from ill_tui.catalog import DEFAULT_INDEXES, Target
+    from ill_tui.db import open_database
+    from ill_tui.models import Patron
+    from ill_tui.services.desk import Desk
+    from ill_tui.services.requests import RequestForm, create_request
+    from ill_tui.services.verification import Verifier
+    from screens.verify import SearchTermsModal, VerifyScreen
+
+    engine = open_database(f"sqlite:///{tmp_path}/terms.db")
+    with session_scope(engine) as session:
+        session.add(Patron(barcode="P9", name="Ada Reader"))
+        session.flush()
+        create_request(
+            session,
+            form=RequestForm(patron="P9", title="Lomo of destny and other tales"),
+            actor="tester",
+            clock=fixed_clock(),
+        )
+    union = Target(
+        name="Union catalog",
+        base_url=zebra.url("biblio"),  # type: ignore[attr-defined]
+        indexes={**DEFAULT_INDEXES, "oclc": "local.oclc"},
+    )
+    async with httpx.AsyncClient() as http:
+        desk = Desk(
+            engine, actor="tester", clock=fixed_clock(), verifier=Verifier(SruClient(http), [union])
+        )
+        app = IllApp(desk, clock=fixed_clock())
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            await pilot.press("v")
+            await settle(pilot)
+            screen = app.screen
+            assert isinstance(screen, VerifyScreen)
+            assert "not found" in plain(screen.query_one("#verify-heading", Label).content)
+            assert screen.query_one("#candidates", DataTable).row_count == 0
+
+            await pilot.press("e")
+            await settle(pilot)
+            assert isinstance(app.screen, SearchTermsModal)
+            title = app.screen.query_one("#terms-title", Input)
+            title.value = "loom of destiny"
+            app.screen.query_one("#terms-author", Input).value = "Stringer"
+            await pilot.press("enter")
+            await settle(pilot)
+            assert app.screen is screen
+            assert "matched" in plain(screen.query_one("#verify-heading", Label).content)
+            candidates = screen.query_one("#candidates", DataTable)
+            assert table_column(candidates, "title")[0] == "The loom of destiny / Stringer, Arthur"
+            assert table_column(candidates, "accepted")[0] == "✓"
+    engine.dispose()
