@@ -147,10 +147,12 @@ def _build_app(engine: Engine, settings: Settings, *, demo: bool, verifier: Any)
         _fail(f"Cannot start the terminal interface: {exc}")
     from adapters.iso18626.port import Iso18626Codec
     from adapters.iso18626.sender import OutboxSender
+    from adapters.openurl import parse_openurl
 
     desk = Desk(
         engine, actor=settings.actor, codec=Iso18626Codec(), settings=settings, verifier=verifier
     )
+    desk.citation_links = parse_openurl  # the new-request form's "paste an OpenURL" field
     # The app delivers the outbox too, so staff actions reach partners even when no
     # `ill-tui serve` runs; with both running, each message is claimed by one of them.
     app = IllApp(

@@ -127,6 +127,14 @@ def test_demo_opens_the_app_in_demo_mode(tmp_path: Path, fake_app: list[dict[str
     # the borrowing queue's first page is read before the app starts
     assert made["first_page"].rows
     assert made["first_page"].query.direction == "borrowing"
+    # the app is wired for ISO 18626 and for pasting OpenURL links into the form
+    desk = made["desk"]
+    assert desk.codec is not None
+    citation = desk.read_citation_link(
+        "https://example.org/resolve?url_ver=Z39.88-2004&rft_val_fmt=info:ofi/fmt:kev:mtx:book"
+        "&rft.btitle=Cybernetics&rft.isbn=9780262730099"
+    )
+    assert citation.title == "Cybernetics"
 
 
 def test_demo_defaults_to_its_own_file_not_the_live_database(
