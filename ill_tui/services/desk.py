@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy.engine import Engine
+from sqlmodel import col, select
 
 from ill_tui.citation import Citation, CitationLinkError, CitationLinkReader
 from ill_tui.clock import Clock, utcnow
 from ill_tui.config import Settings
 from ill_tui.db import session_scope
-from ill_tui.models import Note, Request, RotaEntry, Status
+from ill_tui.models import Direction, Note, Partner, Request, RotaEntry, Status
 from ill_tui.ports import MessageCodec
 from ill_tui.services import exchange, intake, outbox, queue, requests, sourcing, verification
 
@@ -357,3 +359,103 @@ class Desk:
             return intake.intake_request(
                 session, form=form, pmid=pmid, actor=self.actor, clock=self.clock
             )
+
+    # -- what the request detail screen shows of the exchange (H9: protocol actions) ------------
+
+    def exchange_view(self, request_id: int) -> ExchangeView:
+        """The ISO 18626 side of one request: its rota with outcomes, the lender that has it
+        now, the next lender, the active partners staff can choose from, and a RetryPossible
+        offer (read only when the request is in RetryPossible and messaging is set up).
+
+        Raises:
+            RequestNotFound: no such request.
+        """
+        with session_scope(self.engine) as session:
+            request = requests.get_request(session, request_id)
+            names = {
+                partner.id: partner
+                for partner in session.exec(select(Partner).order_by(col(Partner.name)))
+            }
+            lines = [
+                RotaLine(
+                    position=entry.position,
+                    partner_id=entry.partner_id,
+                    partner_name=names[entry.partner_id].name,
+                    outcome=entry.outcome,
+                    current=entry.position == request.rota_position and request.sent_at is not None,
+                )
+                for entry in sourcing.rota(session, request_id)
+            ]
+            upcoming = (
+                sourcing.next_lender(session, request)
+                if request.direction == Direction.BORROWING.value
+                else None
+            )
+            offer = None
+            messaging = self.codec is not None and self.settings is not None
+            if messaging and request.status == Status.RETRY_POSSIBLE.value:
+                assert self.codec is not None
+                offer = sourcing.retry_offer(session, request_id, codec=self.codec)
+            return ExchangeView(
+                messaging=messaging,
+                rota=lines,
+                next_lender=names[upcoming.partner_id].name if upcoming else None,
+                partners=[
+                    PartnerChoice(
+                        partner_id=partner.id,
+                        name=partner.name,
+                        agency=partner.agency_id,
+                        country=partner.country,
+                    )
+                    for partner in names.values()
+                    if partner.active and partner.id is not None
+                ],
+                retry_offer=offer,
+            )
+
+
+@dataclass(frozen=True)
+class RotaLine:
+    """One lender of a borrowing request's rota, as the detail screen lists it.
+
+    Attributes:
+        position: 1 for the first lender asked.
+        partner_id, partner_name: the lender.
+        outcome: the last ISO 18626 status seen from it (``None``: not asked yet).
+        current: this lender has the request now.
+    """
+
+    position: int
+    partner_id: int
+    partner_name: str
+    outcome: str | None
+    current: bool
+
+
+@dataclass(frozen=True)
+class PartnerChoice:
+    """An active partner library staff can send a request to."""
+
+    partner_id: int
+    name: str
+    agency: str
+    country: str
+
+
+@dataclass(frozen=True)
+class ExchangeView:
+    """What the request detail screen shows of a request's ISO 18626 exchange.
+
+    Attributes:
+        messaging: this program can send ISO 18626 messages (codec and settings wired in).
+        rota: the lenders in order, with outcomes (empty for lending requests).
+        next_lender: the name of the next active lender in the rota, if any.
+        partners: the active partners, by name.
+        retry_offer: the lender's RetryPossible conditions and offered costs, if any.
+    """
+
+    messaging: bool
+    rota: list[RotaLine]
+    next_lender: str | None
+    partners: list[PartnerChoice]
+    retry_offer: sourcing.RetryOffer | None
