@@ -638,6 +638,7 @@ class BatchVerifyModal(ReportsWorkerErrors, ModalScreen[BatchSummary | None]):
         self.desk = desk
         self.summary: BatchSummary | None = None
         self.stop_requested = False
+        self.failed = False
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="verify-dialog", id="batch-dialog"):
@@ -661,6 +662,7 @@ class BatchVerifyModal(ReportsWorkerErrors, ModalScreen[BatchSummary | None]):
                 progress=progressed, should_stop=lambda: self.stop_requested
             )
         except NoTargets as exc:
+            self.failed = True  # nothing runs: Escape closes at once
             self.query_one("#batch-status", Label).update(Text(str(exc), style="bold red"))
             return
         self.post_message(BatchFinished(summary))
@@ -683,7 +685,7 @@ class BatchVerifyModal(ReportsWorkerErrors, ModalScreen[BatchSummary | None]):
 
     def action_close(self) -> None:
         """Stop the batch, or close it when it is done."""
-        if self.summary is not None or self.stop_requested:
+        if self.summary is not None or self.stop_requested or self.failed:
             self.dismiss(self.summary)
             return
         self.stop_requested = True

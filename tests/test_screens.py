@@ -1203,6 +1203,14 @@ async def test_verify_without_catalogs_says_so(tmp_path: Path) -> None:
         message = plain(app.screen.query_one("#verify-message", Label).content)
         assert message.startswith("No catalogs are configured to verify against")
         assert "not verified yet" in plain(app.screen.query_one("#verify-heading", Label).content)
+        await pilot.press("escape")
+        await pilot.press("V")  # the batch says the same, and Escape closes it at once
+        await settle(pilot)
+        status = plain(app.screen.query_one("#batch-status", Label).content)
+        assert status.startswith("No catalogs are configured to verify against")
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, QueueScreen)
 
 
 async def test_edit_the_search_terms_and_search_again(tmp_path: Path, zebra: object) -> None:
