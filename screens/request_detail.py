@@ -185,8 +185,10 @@ def exchange_lines(
         if view.next_lender:
             lines.append(("Next lender", view.next_lender))
     if view.retry_offer is not None:
-        lines += [(f"Offer: {label.lower()}", value)
-                  for label, value in offer_lines(view.retry_offer, locale=locale)]  # fmt: skip
+        # "Lender now" already names the lender the offer came from.
+        lines += [(f"Offer · {label}", value)
+                  for label, value in offer_lines(view.retry_offer, locale=locale)
+                  if label != "Lender"]  # fmt: skip
     if not view.messaging and (request.exchange_id or request.partner_request_id or borrowing):
         lines.append(("Messages", "ISO 18626 messaging is not set up in this program"))
     return lines
@@ -250,10 +252,11 @@ class RequestDetailScreen(ReportsWorkerErrors, Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Label(f"Request {self.request_id} · loading…", id="detail-heading")
-        with VerticalScroll(id="detail-summary"), Horizontal(id="detail-columns"):
-            yield Static("", id="citation")
-            yield Static("", id="terms")
-        yield Static("", id="exchange")
+        with VerticalScroll(id="detail-summary"):
+            with Horizontal(id="detail-columns"):
+                yield Static("", id="citation")
+                yield Static("", id="terms")
+            yield Static("", id="exchange")
         yield Label("History (oldest first)", id="history-title")
         yield DataTable(id="history-table", cursor_type="row", zebra_stripes=True)
         yield KeyBar()
