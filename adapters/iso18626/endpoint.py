@@ -18,7 +18,11 @@ HTTP error, as crosslink answers:
   database is down) gets a 500, so the partner's outbox tries again later.
 
 Parsing and the receiver run in a worker thread, so the event loop keeps accepting
-connections while a message is written to the database.
+connections while a message is written to the database. With one writer (SQLite), or with a
+``receive_many`` (group commit), messages that arrive while the writer is busy wait in a
+queue and are handled together in the writer's next turn: one thread hop per batch, and with
+``receive_many`` one commit per batch. Each partner still gets its confirmation only after
+its message was committed.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -50,6 +55,17 @@ Receiver = Callable[[p.AgencyMessage, bytes, datetime], p.Confirmation]
 It must store the message and apply it in one transaction before it returns, recognise a
 repeated message (same bytes) and confirm it again without applying it twice, and answer
 what it refuses with an ERROR confirmation rather than an exception.
+"""
+
+BatchReceiver = Callable[
+    [Sequence[tuple[p.AgencyMessage, bytes, datetime]]], Sequence[p.Confirmation | Exception]
+]
+"""Applies several inbound messages at once and returns their confirmations in order.
+
+The same contract as ``Receiver`` for each message; it may store them in one transaction,
+but must commit it before it returns, and one refused message must not change another's
+confirmation. A message that could not be stored gets its exception in its place (its
+partner is answered 500 and sends it again later).
 """
 
 XML_TYPES = ("application/xml", "text/xml")
@@ -104,19 +120,34 @@ def _outcome(confirmation: p.Confirmation) -> str:
     return f"ERROR {error.error_type}: {error.error_value}" if error else "ERROR"
 
 
+_Answer = tuple[bytes, str | None, str]  # confirmation bytes, X-Request-ID, log line
+_Inbound = tuple[p.AgencyMessage, bytes, datetime]
+
+
+@dataclass(frozen=True)
+class _Answered:
+    """A body answered without a receiver (the codec's ERROR confirmation)."""
+
+    answer: _Answer
+
+
 def make_app(
     receive: Receiver,
     *,
+    receive_many: BatchReceiver | None = None,
     clock: Clock = utcnow,
     max_body: int = DEFAULT_MAX_BODY,
     after_receive: Callable[[], None] | None = None,
     background: Callable[[asyncio.Event], Any] | None = None,
     concurrency: int = 16,
+    max_batch: int = 64,
 ) -> Starlette:
     """Build the endpoint.
 
     Args:
         receive: applies a parsed message and returns its confirmation (runs in a thread).
+        receive_many: applies a batch of parsed messages (group commit); when given, every
+            message goes through it, in batches of the messages waiting for the writer.
         clock: the confirmation time stamps.
         max_body: the largest body read, in bytes; longer ones get 413.
         after_receive: called on the event loop after each applied message (the outbox
@@ -125,12 +156,14 @@ def make_app(
             at shutdown (the outbox sender's ``run``); the app waits for it to finish.
         concurrency: how many messages are parsed and stored at the same time. SQLite takes
             one writer at a time and makes the others sleep and retry, so 1 is fastest there;
-            PostgreSQL gains from more.
+            PostgreSQL gains from more. With 1, or with ``receive_many``, one writer handles
+            the waiting messages in batches.
+        max_batch: the most messages one writer turn takes.
     """
     limiter: anyio.CapacityLimiter | None = None  # made on the loop, at the first message
 
-    def handle(data: bytes, received: datetime) -> tuple[bytes, str | None, str]:
-        """Parse, receive, build the confirmation: everything but HTTP, in a thread."""
+    def parse(data: bytes, received: datetime) -> _Answered | _Inbound:
+        """The parsed message to receive, or the answer when there is nothing to receive."""
         try:
             parsed = codec.parse(data, max_bytes=max_body)
         except codec.InvalidMessage as exc:
@@ -138,7 +171,7 @@ def make_app(
                 raise codec.NotIso18626("a confirmation is not answered") from exc
             confirmation = exc.confirmation(now=clock(), received=received)
             line = f"{exc.kind} from {_peer(exc.header, exc.kind)}: {_outcome(confirmation)}"
-            return codec.build(confirmation), _request_id(None, exc.header), line
+            return _Answered((codec.build(confirmation), _request_id(None, exc.header), line))
         message = parsed.message
         if not isinstance(
             message, p.IllRequest | p.SupplyingAgencyMessage | p.RequestingAgencyMessage
@@ -146,12 +179,100 @@ def make_app(
             raise codec.NotIso18626("a confirmation is not answered")
         for warning in parsed.warnings:
             log.debug("%s: %s", message.kind, warning)
-        confirmation = receive(message, data, received)
+        return message, data, received
+
+    def answer(message: p.AgencyMessage, confirmation: p.Confirmation) -> _Answer:
         line = (
             f"{message.kind} from {_peer(message.header, message.kind)} "
             f"{message.header.requesting_agency_request_id}: {_outcome(confirmation)}"
         )
         return codec.build(confirmation), _request_id(message), line
+
+    def handle(data: bytes, received: datetime) -> _Answer:
+        """Parse, receive, build the confirmation: everything but HTTP, in a thread."""
+        parsed = parse(data, received)
+        if isinstance(parsed, _Answered):
+            return parsed.answer
+        message, _, _ = parsed
+        return answer(message, receive(message, data, received))
+
+    def handle_batch(items: list[tuple[bytes, datetime]]) -> list[_Answer | BaseException]:
+        """``handle`` for each item, with one ``receive_many`` for all that parse."""
+        outcomes: list[_Answer | BaseException] = []
+        inbound: list[tuple[int, _Inbound]] = []
+        for i, (data, received) in enumerate(items):
+            try:
+                parsed = parse(data, received)
+            except Exception as exc:  # answered per message: 400, 413
+                outcomes.append(exc)
+                continue
+            if isinstance(parsed, _Answered):
+                outcomes.append(parsed.answer)
+                continue
+            outcomes.append(codec.NotIso18626("not received"))  # replaced below
+            inbound.append((i, parsed))
+        if not inbound:
+            return outcomes
+        if receive_many is not None:
+            try:
+                confirmations = list(receive_many([item for _, item in inbound]))
+            except Exception as exc:  # the database is down: every one of them gets a 500
+                for i, _ in inbound:
+                    outcomes[i] = exc
+                return outcomes
+            for (i, (message, _, _)), confirmation in zip(inbound, confirmations, strict=True):
+                if isinstance(confirmation, Exception):
+                    outcomes[i] = confirmation
+                else:
+                    outcomes[i] = answer(message, confirmation)
+            return outcomes
+        for i, (message, data, received) in inbound:
+            try:
+                outcomes[i] = answer(message, receive(message, data, received))
+            except Exception as exc:
+                outcomes[i] = exc
+        return outcomes
+
+    # The single writer: messages wait here while it is busy, and its next turn takes them
+    # all. It runs only while there is work, so nothing is left running at shutdown.
+    waiting: list[tuple[bytes, datetime, asyncio.Future[_Answer]]] = []
+    writer: asyncio.Task[None] | None = None
+
+    async def write_waiting() -> None:
+        nonlocal writer
+        try:
+            while waiting:
+                batch = waiting[:max_batch]
+                del waiting[:max_batch]
+                try:
+                    outcomes = await anyio.to_thread.run_sync(
+                        handle_batch, [(data, received) for data, received, _ in batch]
+                    )
+                except BaseException as exc:
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    raise
+                for (_, _, future), outcome in zip(batch, outcomes, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(outcome, BaseException):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+        finally:
+            writer = None
+
+    async def through_writer(data: bytes, received: datetime) -> _Answer:
+        nonlocal writer
+        future: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
+        waiting.append((data, received, future))
+        if writer is None:
+            writer = asyncio.create_task(write_waiting())
+        # shield: a client that goes away must not cancel the others' batch
+        return await asyncio.shield(future)
+
+    batched = receive_many is not None or concurrency == 1
 
     async def iso18626(request: Request) -> Response:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -173,12 +294,15 @@ def make_app(
         received = clock()
         started = time.perf_counter()
         nonlocal limiter
-        if limiter is None:
-            limiter = anyio.CapacityLimiter(concurrency)
         try:
-            body, request_id, line = await anyio.to_thread.run_sync(
-                handle, data, received, limiter=limiter
-            )
+            if batched:
+                body, request_id, line = await through_writer(data, received)
+            else:
+                if limiter is None:
+                    limiter = anyio.CapacityLimiter(concurrency)
+                body, request_id, line = await anyio.to_thread.run_sync(
+                    handle, data, received, limiter=limiter
+                )
         except codec.MessageTooLarge:
             return PlainTextResponse(f"message larger than {max_body} bytes", status_code=413)
         except (codec.NotXml, codec.NotIso18626) as exc:

@@ -49,9 +49,10 @@ import hashlib
 import hmac
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -173,6 +174,16 @@ def _same_agency(a: p.AgencyId, b: p.AgencyId) -> bool:
     return a.type.strip().upper() == b.type.strip().upper() and a.value.strip() == b.value.strip()
 
 
+class _Credentials(Protocol):
+    """What the authentication check reads: a ``Partner`` or a row of the partner table."""
+
+    @property
+    def account_id(self) -> str | None: ...
+
+    @property
+    def security_code(self) -> str | None: ...
+
+
 def _authentication(partner: Partner) -> p.Authentication | None:
     """The credentials of the partnership, sent in every message to ``partner`` (when set)."""
     if not partner.account_id and not partner.security_code:
@@ -182,7 +193,7 @@ def _authentication(partner: Partner) -> p.Authentication | None:
     )
 
 
-def _credentials_match(partner: Partner, given: p.Authentication | None) -> bool:
+def _credentials_match(partner: _Credentials, given: p.Authentication | None) -> bool:
     """True when ``given`` carries the partnership's credentials (or none are configured)."""
     if not partner.account_id and not partner.security_code:
         return True
@@ -1070,11 +1081,101 @@ def receive(
     raise requests.StaleRequest(-1)
 
 
+Inbound = tuple[p.AgencyMessage, bytes, datetime]
+"""One inbound message for ``receive_many``: (parsed message, raw bytes, received at)."""
+
+
+def receive_many(
+    engine: Engine,
+    inbound: Sequence[Inbound],
+    *,
+    codec: MessageCodec,
+    settings: Settings,
+    clock: Clock = utcnow,
+) -> list[p.Confirmation | Exception]:
+    """``receive`` for several messages at once, with one commit for the plain new requests.
+
+    Group commit for the endpoint: the plain new requests among ``inbound`` (nearly all the
+    traffic) are stored and applied in ONE transaction, committed before this returns, so
+    the commit and the connection are paid once per batch instead of once per message. Every
+    message gets exactly the confirmation ``receive`` would give it:
+
+    * a message ``receive`` would refuse (a request id in use) is refused before anything of
+      it is written, so it takes nothing else down; it then goes through ``receive`` on its
+      own after the batch, which stores it as refused and answers ERROR, as ever;
+    * other kinds of message (agency messages, retries) go through ``receive`` one by one
+      after the batch, in the order given;
+    * if the batch transaction fails (a database error), nothing of it is kept and every
+      message is received again one by one. Nobody is confirmed before its message is
+      committed, since nothing is returned before then;
+    * a message that fails on its own too (the database is down) gets its exception in
+      its place in the answer, and takes no other message with it.
+
+    Args:
+        engine: our database.
+        inbound: the messages, each with its exact bytes and when it arrived.
+        codec: builds the stored confirmations and any message queued in answer.
+        settings: our agency id and the rota timeout.
+        clock: "now".
+
+    Returns:
+        The confirmations, or the exception a message failed with, in the order of
+        ``inbound``.
+    """
+    answers: list[p.Confirmation | Exception | None] = [None] * len(inbound)
+    one_by_one: list[int] = []
+    try:
+        with engine.begin() as conn:
+            for i, (message, raw, received) in enumerate(inbound):
+                if not (isinstance(message, p.IllRequest) and _plain_request(message)):
+                    one_by_one.append(i)
+                    continue
+                try:
+                    answers[i] = _plain_request_on(
+                        conn,
+                        message,
+                        _row_values(message, raw, hashlib.sha256(raw).hexdigest(), received),
+                        codec=codec,
+                        settings=settings,
+                        clock=clock,
+                        received=received,
+                    )
+                except Refusal:
+                    one_by_one.append(i)
+    except Exception:
+        log.warning(
+            "ISO 18626: a batch of %d messages failed and was rolled back; receiving each "
+            "on its own",
+            len(inbound),
+            exc_info=True,
+        )
+        answers = [None] * len(inbound)
+        one_by_one = list(range(len(inbound)))
+    for i in sorted(one_by_one):
+        message, raw, received = inbound[i]
+        try:
+            answers[i] = receive(
+                engine,
+                message,
+                raw,
+                codec=codec,
+                settings=settings,
+                clock=clock,
+                received=received,
+            )
+        except Exception as exc:
+            log.exception("ISO 18626: %s could not be stored", summarise(message))
+            answers[i] = exc
+    return [answer for answer in answers if answer is not None]
+
+
 def _stored(session: Session, digest: str) -> IsoMessage | None:
     return session.exec(select(IsoMessage).where(IsoMessage.digest == digest)).first()
 
 
-def _confirmation_from(row: IsoMessage, message: p.AgencyMessage, now: datetime) -> p.Confirmation:
+def _confirmation_from(
+    row: IsoMessage | sa.Row[Any], message: p.AgencyMessage, now: datetime
+) -> p.Confirmation:
     error = None
     if row.confirmation_status == p.MessageStatus.ERROR.value and row.error_type:
         error = p.ErrorData(error_type=p.ErrorType(row.error_type), error_value=row.error_value)
@@ -1107,6 +1208,282 @@ def _body_text(raw: bytes) -> str:
         return raw.decode("utf-8", errors="replace")
 
 
+# ---- the plain new request, in SQL Core
+#
+# A new request from a partner is nearly all the inbound traffic (a borrower's rota sends one
+# to each lender), so it is written with a handful of prepared Core statements instead of the
+# ORM's unit of work, which cost ten times the SQL itself (profiled: about 8 ms of Python per
+# message against 1 ms in SQLite). Same rows, same values, same transaction, same refusals
+# as ``_apply_request``; retries (which move an existing request) take the ORM path.
+
+_PARTNER = Partner.__table__  # type: ignore[attr-defined]
+_REQUEST = Request.__table__  # type: ignore[attr-defined]
+_EVENT = Event.__table__  # type: ignore[attr-defined]
+_NOTE = Note.__table__  # type: ignore[attr-defined]
+_MESSAGE = IsoMessage.__table__  # type: ignore[attr-defined]
+
+_PARTNER_BY_AGENCY = sa.select(
+    _PARTNER.c.id,
+    _PARTNER.c.name,
+    _PARTNER.c.active,
+    _PARTNER.c.account_id,
+    _PARTNER.c.security_code,
+).where(
+    sa.func.upper(_PARTNER.c.agency_id_type) == sa.bindparam("agency_type"),
+    _PARTNER.c.agency_id_value == sa.bindparam("agency_value"),
+)
+_MESSAGE_BY_DIGEST = sa.select(
+    _MESSAGE.c.confirmation_status, _MESSAGE.c.error_type, _MESSAGE.c.error_value
+).where(_MESSAGE.c.digest == sa.bindparam("digest"))
+_LENDING_BY_PARTNER_ID = sa.select(_REQUEST.c.id).where(
+    _REQUEST.c.direction == Direction.LENDING.value,
+    _REQUEST.c.partner_id == sa.bindparam("partner_id"),
+    _REQUEST.c.partner_request_id == sa.bindparam("partner_request_id"),
+)
+_SET_EXCHANGE_ID = (
+    _REQUEST.update()
+    .where(_REQUEST.c.id == sa.bindparam("request_id"))
+    .values(exchange_id=sa.bindparam("exchange_id"))
+)
+_CONFIRM_MESSAGE = (
+    _MESSAGE.update()
+    .where(_MESSAGE.c.id == sa.bindparam("message_id"))
+    .values(
+        request_id=sa.bindparam("request_id"),
+        confirmation=sa.bindparam("confirmation"),
+        confirmation_status=sa.bindparam("confirmation_status"),
+    )
+)
+
+
+def _static_defaults(model: type[Any]) -> dict[str, Any]:
+    """The model's constant field defaults, which the ORM would fill in and Core does not."""
+    return {
+        name: field.default
+        for name, field in model.model_fields.items()
+        if not field.is_required() and field.default_factory is None and name != "id"
+    }
+
+
+_REQUEST_DEFAULTS = _static_defaults(Request)
+_MESSAGE_DEFAULTS = _static_defaults(IsoMessage)
+
+
+@dataclass(frozen=True)
+class _Sender:
+    """The columns of the sending partner that receiving a message reads."""
+
+    id: int
+    name: str
+    active: bool
+    account_id: str | None
+    security_code: str | None
+
+
+def _new_id(result: sa.CursorResult[Any]) -> int:
+    """The primary key an INSERT of one row made."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def _sender_row(conn: sa.Connection, agency: p.AgencyId) -> _Sender | None:
+    row = conn.execute(
+        _PARTNER_BY_AGENCY,
+        {"agency_type": agency.type.strip().upper(), "agency_value": agency.value.strip()},
+    ).first()
+    return None if row is None else _Sender(*row)
+
+
+def _plain_request(message: p.AgencyMessage) -> bool:
+    """A new request, not a retry of an earlier one: the Core path handles it."""
+    if not isinstance(message, p.IllRequest):
+        return False
+    service = message.service_info
+    return service is None or service.request_type is not p.RequestType.RETRY
+
+
+def _receive_plain_request(
+    engine: Engine,
+    message: p.IllRequest,
+    row_values: Mapping[str, object],
+    *,
+    codec: MessageCodec,
+    settings: Settings,
+    clock: Clock,
+    received: datetime,
+) -> p.Confirmation:
+    """``_receive_once`` for a plain new request; raises ``Refusal`` as ``_apply_request`` does."""
+    with engine.begin() as conn:
+        return _plain_request_on(
+            conn,
+            message,
+            row_values,
+            codec=codec,
+            settings=settings,
+            clock=clock,
+            received=received,
+        )
+
+
+def _plain_request_on(
+    conn: sa.Connection,
+    message: p.IllRequest,
+    row_values: Mapping[str, object],
+    *,
+    codec: MessageCodec,
+    settings: Settings,
+    clock: Clock,
+    received: datetime,
+) -> p.Confirmation:
+    """Receive a plain new request in the caller's transaction on ``conn``.
+
+    Every check that can refuse the message comes before the first write, so a ``Refusal``
+    leaves nothing of this message in the transaction (``receive_many`` relies on it).
+    """
+    sender, addressee = _sender_and_addressee(message)
+    partner = _sender_row(conn, sender)
+    if partner is None or not partner.active:
+        return _refuse_unstored(message, f"Unknown or inactive agency {sender}", received, clock())
+    if not _credentials_match(partner, message.header.requesting_agency_authentication):
+        return _refuse_unstored(
+            message, f"Authentication failed for agency {sender}", received, clock()
+        )
+    if not _same_agency(addressee, our_agency(settings)):
+        return _refuse_unstored(
+            message,
+            f"This message is addressed to agency {addressee}, which is not us",
+            received,
+            clock(),
+        )
+    twin = conn.execute(_MESSAGE_BY_DIGEST, {"digest": row_values["digest"]}).first()
+    if twin is not None:
+        return _confirmation_from(twin, message, clock())
+    rid = message.header.requesting_agency_request_id
+    taken = conn.execute(
+        _LENDING_BY_PARTNER_ID, {"partner_id": partner.id, "partner_request_id": rid}
+    ).first()
+    if taken is not None:
+        raise _unknown_value(f"requestingAgencyRequestId {rid} is already in use")
+    # Claim the digest first: a concurrent twin now waits for us, then fails.
+    message_id = _new_id(
+        conn.execute(
+            _MESSAGE.insert(),
+            {
+                **_MESSAGE_DEFAULTS,
+                **row_values,
+                "partner_id": partner.id,
+                "state": MessageState.APPLIED.value,
+            },
+        )
+    )
+    request_id = _insert_request(conn, message, partner, clock)
+    confirmation = p.confirm(message, now=clock(), received=received)
+    conn.execute(
+        _CONFIRM_MESSAGE,
+        {
+            "message_id": message_id,
+            "request_id": request_id,
+            "confirmation": codec.build(confirmation).decode("utf-8"),
+            "confirmation_status": p.MessageStatus.OK.value,
+        },
+    )
+    return confirmation
+
+
+def _insert_request(
+    conn: sa.Connection, message: p.IllRequest, partner: _Sender, clock: Clock
+) -> int:
+    """A new lending request from ``message`` with its Event and notes; returns its id.
+
+    The caller has checked that the partner's request id is not in use.
+    """
+    header, service = message.header, message.service_info
+    rid = header.requesting_agency_request_id
+    now = clock()
+    maximum = _money(message.billing_info.maximum_costs) if message.billing_info else None
+    values, problems = _citation(message)
+    service_type = ServiceType.LOAN
+    if service is not None and (
+        service.service_type is p.ServiceType.COPY
+        or (service.service_type is p.ServiceType.COPY_OR_LOAN and values.get("article_title"))
+    ):
+        service_type = ServiceType.COPY
+    status = workflow.INITIAL[Direction.LENDING]
+    actor = partner.name[:100]
+    request_id = _new_id(
+        conn.execute(
+            _REQUEST.insert(),
+            {
+                **_REQUEST_DEFAULTS,
+                "direction": Direction.LENDING.value,
+                "service_type": service_type.value,
+                "status": status.value,
+                "is_open": True,
+                "partner_id": partner.id,
+                "party_name": partner.name[:200],
+                "partner_request_id": rid[:100],
+                "needed_by": (
+                    service.need_before_date.date()
+                    if service and service.need_before_date
+                    else None
+                ),
+                "max_cost": maximum.amount if maximum else None,
+                "max_cost_currency": maximum.currency if maximum else None,
+                "created_at": now,
+                "updated_at": now,
+                **values,
+            },
+        )
+    )
+    # Our supplyingAgencyRequestId: the request's own number, unique among ours.
+    conn.execute(_SET_EXCHANGE_ID, {"request_id": request_id, "exchange_id": str(request_id)})
+    conn.execute(
+        _EVENT.insert(),
+        {
+            "request_id": request_id,
+            "actor": actor,
+            "at": now,
+            "from_status": None,
+            "to_status": status.value,
+            "reason": f"Request {rid} from {partner.name} over ISO 18626",
+        },
+    )
+    notes = []
+    if service is not None and service.note:
+        notes.append(f"Note from {partner.name}: {service.note}")
+    if problems:
+        notes.append("Citation as sent: " + "; ".join(problems))
+    for text in notes:
+        conn.execute(
+            _NOTE.insert(),
+            {
+                "request_id": request_id,
+                "author": actor,
+                "at": clock(),
+                "text": text.strip()[:10000],
+            },
+        )
+    return request_id
+
+
+def _row_values(
+    message: p.AgencyMessage, raw: bytes, digest: str, received: datetime
+) -> dict[str, object]:
+    """The message log's columns for an inbound message, whatever becomes of it."""
+    sender, _ = _sender_and_addressee(message)
+    return {
+        "direction": MessageDirection.INBOUND.value,
+        "kind": message.kind.value,
+        "peer": str(sender)[:100],
+        "agency_request_id": message.header.requesting_agency_request_id[:100] or None,
+        "summary": summarise(message),
+        "body": _body_text(raw),
+        "digest": digest,
+        "created_at": received,
+    }
+
+
 def _receive_once(
     engine: Engine,
     message: p.AgencyMessage,
@@ -1119,17 +1496,18 @@ def _receive_once(
     received: datetime,
 ) -> p.Confirmation:
     sender, addressee = _sender_and_addressee(message)
-    row_values = {
-        "direction": MessageDirection.INBOUND.value,
-        "kind": message.kind.value,
-        "peer": str(sender)[:100],
-        "agency_request_id": message.header.requesting_agency_request_id[:100] or None,
-        "summary": summarise(message),
-        "body": _body_text(raw),
-        "digest": digest,
-        "created_at": received,
-    }
+    row_values = _row_values(message, raw, digest, received)
     try:
+        if isinstance(message, p.IllRequest) and _plain_request(message):
+            return _receive_plain_request(
+                engine,
+                message,
+                row_values,
+                codec=codec,
+                settings=settings,
+                clock=clock,
+                received=received,
+            )
         with session_scope(engine) as session:
             partner = find_partner_by_agency(session, sender)
             if partner is None or not partner.active:
