@@ -8,7 +8,7 @@ to run, so the other commands start quickly and never need a terminal.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -737,8 +737,16 @@ def serve(
             periodic=rota_timeouts,
             periodic_every=rota_check,
         )
+
+    def receive_many(
+        inbound: Sequence[exchange.Inbound],
+    ) -> list[p.Confirmation | Exception]:
+        # group commit: requests that arrive while the writer is busy are stored together
+        return exchange.receive_many(engine, inbound, codec=codec, settings=settings)
+
     app = make_app(
         receive,
+        receive_many=receive_many,
         after_receive=sender.wake if sender else None,
         background=sender.run if sender else None,
         # SQLite has one writer at a time: more would only sleep in its busy handler
