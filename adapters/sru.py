@@ -28,7 +28,6 @@ from urllib.parse import urlsplit
 import httpx
 import pymarc
 from lxml import etree
-from stdnum import isbn as stdnum_isbn
 
 from ill_tui import identifiers
 from ill_tui.catalog import (
@@ -94,6 +93,24 @@ def _digits_x(value: str) -> str:
     return re.sub(r"[^0-9X]", "", value.upper())
 
 
+def _is_isbn13(value: str) -> bool:
+    """Whether ``value`` is already a compact, valid ISBN-13 (what verification searches
+    with): then it need not go through python-stdnum again, the slow part of a search."""
+    if len(value) != 13 or not value.isascii() or not value.isdigit():
+        return False
+    if value[:3] not in ("978", "979"):
+        return False
+    total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(value[:12]))
+    return (10 - total % 10) % 10 == int(value[12])
+
+
+def _isbn10_of(isbn13: str) -> str:
+    """The ISBN-10 of a compact, valid 978 ISBN-13 (its nine digits and their check digit)."""
+    body = isbn13[3:12]
+    check = sum((i + 1) * int(d) for i, d in enumerate(body)) % 11
+    return body + ("X" if check == 10 else str(check))
+
+
 def identifier_terms(key: str, value: str) -> list[str]:
     """The normalised forms of an identifier to search for (one or two), never empty.
 
@@ -108,11 +125,13 @@ def identifier_terms(key: str, value: str) -> list[str]:
     try:
         if key == "isbn":
             # "ISBN 0-8369-3272-2 (v. 1)": the ISBN is the run of 10 or 13 digits/X in it
-            found = _ISBN_IN_TEXT.search(value)
-            isbn13 = identifiers.normalise_isbn(found.group() if found else value)
+            isbn13 = value if _is_isbn13(value) else ""
+            if not isbn13:
+                found = _ISBN_IN_TEXT.search(value)
+                isbn13 = identifiers.normalise_isbn(found.group() if found else value)
             terms = [isbn13]
             if isbn13.startswith("978"):
-                terms.append(str(stdnum_isbn.to_isbn10(isbn13)))
+                terms.append(_isbn10_of(isbn13))
         elif key == "issn":
             terms = [identifiers.normalise_issn(value)]
         elif key == "oclc":
@@ -212,26 +231,45 @@ def _child_text(parent: etree._Element, name: str) -> str | None:
     return child.text.strip() if child is not None and child.text else None
 
 
+_MARC_LEADER = f"{{{MARC_NS}}}leader"
+_MARC_CONTROL = f"{{{MARC_NS}}}controlfield"
+_MARC_DATA = f"{{{MARC_NS}}}datafield"
+_MARC_SUBFIELD = f"{{{MARC_NS}}}subfield"
+_LEADERS = frozenset({_MARC_LEADER, "leader"})
+_CONTROLS = frozenset({_MARC_CONTROL, "controlfield"})
+_DATAS = frozenset({_MARC_DATA, "datafield"})
+_SUBFIELDS = frozenset({_MARC_SUBFIELD, "subfield"})
+_KNOWN = _LEADERS | _CONTROLS | _DATAS
+
+
 def marc_from_element(element: etree._Element) -> pymarc.Record:
     """A pymarc record from a MARCXML ``record`` element (namespaced or not)."""
+    # Every search parses its records here, so tags are compared as the qualified names
+    # lxml gives (MARC namespace or none) instead of splitting each tag; a MARC element in
+    # another namespace is no MARCXML and is skipped, as before (the record's namespace is
+    # checked by ``_record_element``, its children share it).
     leader = " " * 24
     fields: list[pymarc.Field] = []
+    new_field = pymarc.Field
+    new_subfield = pymarc.Subfield
     for node in element:
-        name = _local(node.tag)
-        if name == "leader":
-            leader = (node.text or "").ljust(24)[:24]
-        elif name == "controlfield":
-            fields.append(pymarc.Field(node.get("tag", "   "), data=node.text or ""))
-        elif name == "datafield":
+        tag = node.tag
+        if isinstance(tag, str) and tag not in _KNOWN:
+            tag = _local(tag)  # a prefix of another namespace: read by local name, as ever
+        if tag in _DATAS:
             subfields = [
-                pymarc.Subfield(code=sub.get("code", " "), value=sub.text or "")
+                new_subfield(sub.get("code", " "), sub.text or "")
                 for sub in node
-                if _local(sub.tag) == "subfield"
+                if sub.tag in _SUBFIELDS or _local(sub.tag) == "subfield"
             ]
             indicators = pymarc.Indicators(node.get("ind1", " "), node.get("ind2", " "))
             fields.append(
-                pymarc.Field(node.get("tag", "   "), indicators=indicators, subfields=subfields)
+                new_field(node.get("tag", "   "), indicators=indicators, subfields=subfields)
             )
+        elif tag in _CONTROLS:
+            fields.append(new_field(node.get("tag", "   "), data=node.text or ""))
+        elif tag in _LEADERS:
+            leader = (node.text or "").ljust(24)[:24]
     record = pymarc.Record(fields=fields)
     record.leader = pymarc.Leader(leader)  # as sent: Record() would rewrite parts of it
     return record

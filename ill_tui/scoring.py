@@ -122,7 +122,7 @@ def clear_caches() -> None:
     cold runs with it)."""
     _fold.cache_clear()
     _normalised.cache_clear()
-    _checked.cache_clear()
+    check_identifier.cache_clear()
 
 
 def fold_title(text: str | None) -> str:
@@ -429,14 +429,29 @@ class Score:
 
 
 @functools.lru_cache(maxsize=4096)
+def check_identifier(kind: str, value: str) -> tuple[str | None, str, str]:
+    """A cited identifier checked once per citation, not once per candidate and search.
+
+    Args:
+        kind: ``isbn``, ``issn``, ``lccn`` or ``oclc``.
+        value: the identifier as cited.
+
+    Returns:
+        (compact form, "", "") when valid; else (None, what is wrong with it in a few words,
+        the ``InvalidIdentifier`` sentence staff read).
+    """
+    try:
+        return _NORMALISERS[kind](value), "", ""
+    except identifiers.WrongCheckDigit as exc:
+        return None, "has a wrong check digit", str(exc)
+    except identifiers.InvalidIdentifier as exc:
+        return None, "is not valid", str(exc)
+
+
 def _checked(kind: str, value: str) -> tuple[str | None, str]:
     """(compact form, "") of a cited identifier, or (None, what is wrong with it)."""
-    try:
-        return _NORMALISERS[kind](value), ""
-    except identifiers.WrongCheckDigit:
-        return None, "has a wrong check digit"
-    except identifiers.InvalidIdentifier:
-        return None, "is not valid"
+    cited, problem, _ = check_identifier(kind, value)
+    return cited, problem
 
 
 def _identifier_match(

@@ -35,7 +35,7 @@ import pymarc
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from ill_tui import identifiers, scoring
+from ill_tui import scoring
 from ill_tui.catalog import (
     CatalogError,
     CatalogRecord,
@@ -142,19 +142,19 @@ class SearchTerms:
 def identifier_flags(terms: SearchTerms) -> list[str]:
     """Sentences about identifiers that cannot be searched (wrong check digit, bad form)."""
     flags: list[str] = []
-    for attr, normalise in (
-        ("isbn", identifiers.normalise_isbn),
-        ("issn", identifiers.normalise_issn),
-        ("oclc_number", identifiers.normalise_oclc),
-        ("lccn", identifiers.normalise_lccn),
-    ):
+    for attr, kind in _IDENTIFIER_KINDS:
         raw = getattr(terms, attr).strip()
         if raw:
-            try:
-                normalise(raw)
-            except identifiers.InvalidIdentifier as exc:
-                flags.append(f"{exc} Searched by the other fields instead.")
+            # checked once (cached): the searches and the scoring of every candidate check
+            # the same cited value again
+            value, _, sentence = scoring.check_identifier(kind, raw)
+            if value is None:
+                flags.append(f"{sentence} Searched by the other fields instead.")
     return flags
+
+
+#: Citation attribute -> identifier kind (``scoring.check_identifier``), strongest first.
+_IDENTIFIER_KINDS = (("isbn", "isbn"), ("issn", "issn"), ("oclc_number", "oclc"), ("lccn", "lccn"))
 
 
 def _surname(author: str) -> str:
@@ -202,18 +202,12 @@ def _year_clauses(year: str) -> list[Clause]:
 def identifier_searches(terms: SearchTerms) -> list[list[Clause]]:
     """One search per valid identifier, strongest first (ISBN, ISSN, OCLC number, LCCN)."""
     searches: list[list[Clause]] = []
-    for attr, key, normalise in (
-        ("isbn", "isbn", identifiers.normalise_isbn),
-        ("issn", "issn", identifiers.normalise_issn),
-        ("oclc_number", "oclc", identifiers.normalise_oclc),
-        ("lccn", "lccn", identifiers.normalise_lccn),
-    ):
+    for attr, key in _IDENTIFIER_KINDS:
         raw = getattr(terms, attr).strip()
         if not raw:
             continue
-        try:
-            value = normalise(raw)
-        except identifiers.InvalidIdentifier:
+        value, _, _ = scoring.check_identifier(key, raw)
+        if value is None:
             continue  # flagged by identifier_flags; the other fields are searched
         searches.append([Clause(key, value)])
     return searches
