@@ -637,5 +637,8 @@ class SruClient:
                 log.info("SRU search at %s failed: %s", target.name, exc)
                 return exc
 
+        if len(targets) == 1:
+            # one target (the usual set-up): no task to create and schedule for it
+            return {targets[0].name: await one(targets[0])}
         outcomes = await asyncio.gather(*(one(t) for t in targets))
         return {target.name: outcome for target, outcome in zip(targets, outcomes, strict=True)}
