@@ -141,10 +141,12 @@ class StatusChangeModal(ReportsWorkerErrors, ModalScreen[str | None]):
         status: str,
         version: int,
         title: str = "",
-        home_currency: str = "USD",
+        home_currency: str | None = None,
     ) -> None:
         super().__init__()
-        self.home_currency = home_currency
+        # the offered cost's currency defaults to our own (the desk's settings know it)
+        settings = getattr(desk, "settings", None)
+        self.home_currency = home_currency or (settings.home_currency if settings else "USD")
         self.desk = desk
         self.request_id = request_id
         self.direction = Direction(direction)
