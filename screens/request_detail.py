@@ -433,14 +433,10 @@ class RequestDetailScreen(ReportsWorkerErrors, Screen[None]):
         unfilled = self.detail.request.status == Status.UNFILLED.value
 
         def send(partner_id: int) -> None:
-            if unfilled:
-                # The desk sends only from Sourcing; an Unfilled request goes back there first.
-                desk.change_status(
-                    request_id,
-                    Status.SOURCING,
-                    reason=f"Choosing another lender: {names[partner_id]}",
-                )
-            desk.send_request(request_id, partner_id=partner_id)
+            if unfilled:  # back to Sourcing and sent, in one transaction
+                desk.advance_rota(request_id, partner_id=partner_id)
+            else:
+                desk.send_request(request_id, partner_id=partner_id)
 
         def chosen(partner_id: int | None) -> None:
             if partner_id is not None:

@@ -121,3 +121,29 @@ def test_the_same_message_arriving_twice_at_once_is_applied_once(
     with session_scope(one.engine) as session:
         assert len(session.exec(select(Request)).all()) == 1
         assert len(session.exec(select(IsoMessage)).all()) == 1
+
+
+def test_an_unfilled_request_goes_to_a_chosen_lender_in_one_step(
+    three: tuple[Library, Library, Library],
+) -> None:
+    borrower, one, two = three
+    request = new_borrowing(borrower)
+    assert request.id is not None
+    borrower.desk.send_request(request.id, partner_id=borrower.partner_id(one))
+    pump(borrower, one, two)
+    lending = one.only_request("lending")
+    assert lending.id is not None
+    one.desk.change_status(lending.id, "Unfilled", reason="NotHeld")
+    pump(borrower, one, two)
+    assert borrower.request(request.id).status == "Unfilled"  # the rota had no one else
+    # an unknown lender: refused, and the request is left exactly as it was
+    with pytest.raises(sourcing.PartnerUnavailable):
+        borrower.desk.advance_rota(request.id, partner_id=9999)
+    assert borrower.request(request.id).status == "Unfilled"
+    sent = borrower.desk.advance_rota(request.id, partner_id=borrower.partner_id(two))
+    assert sent.status == "RequestReceived"
+    assert sent.partner_id == borrower.partner_id(two)
+    reasons = [e.reason or "" for e in borrower.events(request.id)]
+    assert any("Choosing another lender: Lender Two" in r for r in reasons)
+    pump(borrower, one, two)
+    assert two.only_request("lending").title == "The Name of the Rose"

@@ -275,13 +275,14 @@ class Desk:
                 settings=settings, clock=self.clock,
             )  # fmt: skip
 
-    def advance_rota(self, request_id: int) -> Request:
-        """Move an Unfilled request on to the next lender in its rota."""
+    def advance_rota(self, request_id: int, *, partner_id: int | None = None) -> Request:
+        """Move an Unfilled request on to the next lender in its rota, or to ``partner_id``
+        (back to Sourcing and sent, in one transaction)."""
         codec, settings = self._messaging()
         with session_scope(self.engine) as session:
             return sourcing.advance(
                 session, request_id=request_id, actor=self.actor, codec=codec,
-                settings=settings, clock=self.clock,
+                settings=settings, clock=self.clock, partner_id=partner_id,
             )  # fmt: skip
 
     def request_renew(self, request_id: int, *, note: str | None = None) -> Request:

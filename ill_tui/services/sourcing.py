@@ -304,31 +304,42 @@ def advance(
     settings: Settings,
     clock: Clock = utcnow,
     reason: str | None = None,
+    partner_id: int | None = None,
 ) -> Request:
-    """Move an Unfilled or RetryPossible request on to the next lender in its rota.
+    """Move an Unfilled or RetryPossible request on to the next lender in its rota, or to
+    the lender staff chose (``partner_id``), in one transaction.
 
     Raises:
         RequestNotFound; RotaExhausted: no lender left (nothing is changed);
+        PartnerUnavailable: the chosen partner is unknown or inactive;
         workflow.IllegalTransition: not Unfilled or RetryPossible.
     """
     request = requests.get_request(session, request_id)
     workflow.check_transition(request.direction, request.status, S.SOURCING)
-    entry = next_lender(session, request)
-    if entry is None:
-        raise RotaExhausted(request_id, lenders_asked(session, request))
-    partner = session.get(Partner, entry.partner_id)
-    assert partner is not None
+    if partner_id is None:
+        entry = next_lender(session, request)
+        if entry is None:
+            raise RotaExhausted(request_id, lenders_asked(session, request))
+        partner = session.get(Partner, entry.partner_id)
+        assert partner is not None
+        default_reason = f"Moving on to the next lender, {partner.name}"
+    else:
+        partner = session.get(Partner, partner_id)
+        if partner is None or not partner.active:
+            raise PartnerUnavailable(f"Partner {partner_id} does not exist or is not active.")
+        default_reason = f"Choosing another lender: {partner.name}"
     requests.change_status(
         session,
         request_id=request_id,
         to_status=S.SOURCING,
         actor=actor,
-        reason=reason or f"Moving on to the next lender, {partner.name}",
+        reason=reason or default_reason,
         clock=clock,
     )
     return send_request(
-        session, request_id=request_id, actor=actor, codec=codec, settings=settings, clock=clock
-    )
+        session, request_id=request_id, actor=actor, codec=codec, settings=settings,
+        clock=clock, partner_id=partner_id,
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- RetryPossible
