@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from ill_tui import identifiers
 from ill_tui.citation import Citation
 from ill_tui.clock import Clock, utcnow
-from ill_tui.models import Direction, Note, Patron, Request
+from ill_tui.models import Direction, Note, Request
 from ill_tui.services import requests
 from ill_tui.services.duplicates import Duplicate, find_duplicates
 from ill_tui.services.requests import FORM_FIELDS, RequestForm, ValidationFailed
@@ -126,18 +126,10 @@ def check_form(
     except ValidationFailed as exc:
         errors.update(exc.errors)
         raise ValidationFailed(errors) from None
-    if clean.direction is Direction.BORROWING:
-        patron = session.exec(select(Patron).where(Patron.barcode == clean.patron)).first()
-        if patron is None:
-            errors["patron"] = f"No patron has the barcode {clean.patron}."
-        elif not patron.active:
-            errors["patron"] = f"Patron {patron.name} is not active."
-    else:
-        partner = requests.find_partner(session, clean.partner)
-        if partner is None:
-            errors["partner"] = f"No partner library matches {clean.partner}."
-        elif not partner.active:
-            errors["partner"] = f"Partner {partner.name} is not active."
+    try:
+        requests.resolve_party(session, clean)
+    except ValidationFailed as exc:
+        errors.update(exc.errors)
     if errors:
         raise ValidationFailed(errors)
 

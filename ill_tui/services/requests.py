@@ -237,6 +237,27 @@ def find_partner(session: Session, text: str) -> Partner | None:
     ).first()
 
 
+def resolve_party(session: Session, clean: CleanRequest) -> tuple[Patron | None, Partner | None]:
+    """The patron (borrowing) or partner library (lending) a checked form names.
+
+    Raises:
+        ValidationFailed: unknown or inactive, with the message for that field.
+    """
+    if clean.direction is Direction.BORROWING:
+        patron = session.exec(select(Patron).where(Patron.barcode == clean.patron)).first()
+        if patron is None:
+            raise ValidationFailed({"patron": f"No patron has the barcode {clean.patron}."})
+        if not patron.active:
+            raise ValidationFailed({"patron": f"Patron {patron.name} is not active."})
+        return patron, None
+    partner = find_partner(session, clean.partner)
+    if partner is None:
+        raise ValidationFailed({"partner": f"No partner library matches {clean.partner}."})
+    if not partner.active:
+        raise ValidationFailed({"partner": f"Partner {partner.name} is not active."})
+    return None, partner
+
+
 def create_request(
     session: Session, *, form: RequestForm, actor: str, clock: Clock = utcnow
 ) -> Request:
@@ -247,21 +268,7 @@ def create_request(
     """
     now = clock()
     clean = validate_form(form, today=now.date())
-    patron: Patron | None = None
-    partner: Partner | None = None
-    if clean.direction is Direction.BORROWING:
-        patron = session.exec(select(Patron).where(Patron.barcode == clean.patron)).first()
-        if patron is None:
-            raise ValidationFailed({"patron": f"No patron has the barcode {clean.patron}."})
-        if not patron.active:
-            raise ValidationFailed({"patron": f"Patron {patron.name} is not active."})
-    else:
-        partner = find_partner(session, clean.partner)
-        if partner is None:
-            raise ValidationFailed({"partner": f"No partner library matches {clean.partner}."})
-        if not partner.active:
-            raise ValidationFailed({"partner": f"Partner {partner.name} is not active."})
-
+    patron, partner = resolve_party(session, clean)
     status = workflow.INITIAL[clean.direction]
     request = Request(
         direction=clean.direction.value,
