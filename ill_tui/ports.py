@@ -6,10 +6,10 @@ Each is a ``typing.Protocol``; ``adapters/`` implements them, and the compositio
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from ill_tui.catalog import Clause, SearchResult, Target
+from ill_tui.catalog import CatalogError, Clause, SearchResult, Target
 from ill_tui.protocol import Message
 
 
@@ -33,6 +33,13 @@ class CatalogSearch(Protocol):
             InvalidResponse: the answer was not a readable SRU response.
             InvalidQuery: nothing searchable was left of the clauses.
         """
+        ...
+
+    async def search_many(
+        self, targets: Iterable[Target], clauses: Sequence[Clause], *, max_records: int = 10
+    ) -> dict[str, SearchResult | CatalogError]:
+        """Search ``targets`` concurrently; each target's name maps to its result or its
+        error, so a failing target never hides another."""
         ...
 
 

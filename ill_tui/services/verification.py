@@ -27,9 +27,8 @@ import asyncio
 import io
 import re
 import unicodedata
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
 
 import pymarc
 import sqlalchemy as sa
@@ -41,7 +40,6 @@ from ill_tui.catalog import (
     CatalogRecord,
     Clause,
     Holding,
-    SearchResult,
     Target,
     TargetUnreachable,
     extract_holdings,
@@ -49,6 +47,7 @@ from ill_tui.catalog import (
 from ill_tui.citation import Citation
 from ill_tui.clock import Clock, utcnow
 from ill_tui.models import Direction, MarcRecord, Request, RequestHolding, Status
+from ill_tui.ports import CatalogSearch
 from ill_tui.scoring import AMBIGUOUS, MATCHED, NOT_FOUND, UNREACHABLE, RecordSummary, Score
 from ill_tui.services import duplicates, requests
 from ill_tui.services.requests import ValidationFailed
@@ -79,19 +78,6 @@ _LIMITS = {
     "title": 500, "author": 300, "edition": 100, "publisher": 200, "place_of_publication": 200,
     "year": 16, "isbn": 13, "issn": 9, "oclc_number": 20, "lccn": 20,
 }  # fmt: skip
-
-
-class CatalogSearchMany(Protocol):
-    """What verification needs of a catalog client: several targets searched at once.
-
-    ``adapters.sru.SruClient`` fits; each target answers with its result or its error.
-    """
-
-    async def search_many(
-        self, targets: Iterable[Target], clauses: Sequence[Clause], *, max_records: int = 10
-    ) -> dict[str, SearchResult | CatalogError]:
-        """Search ``targets`` concurrently; a failing target never hides another."""
-        ...
 
 
 class NothingToVerify(ValueError):
@@ -321,7 +307,7 @@ class Verifier:
 
     def __init__(
         self,
-        catalog: CatalogSearchMany,
+        catalog: CatalogSearch,
         targets: Sequence[Target],
         *,
         max_records: int = MAX_RECORDS,
