@@ -276,6 +276,57 @@ def test_batch_applies_each_once_and_refuses_only_the_bad_one(
     assert len(_rows(lender, IsoMessage)) == 6
 
 
+def test_a_batch_from_two_partners_ties_each_message_to_its_own_request(
+    lender: Engine, clock: FixedClock
+) -> None:
+    """Two libraries may use the same request id: in one batch each gets its own request,
+    and every log row, Event and supplyingAgencyRequestId belongs to the right one."""
+    other = p.AgencyId(type="ISIL", value="DE-OTHER")
+    with session_scope(lender) as session:
+        session.add(
+            Partner(
+                agency_id_type=other.type,
+                agency_id_value=other.value,
+                name="Other Library",
+                country="DE",
+                currency="EUR",
+            )
+        )
+
+    def from_other(rid: str) -> p.IllRequest:
+        message = _request(rid, auth=None)
+        header = replace(
+            message.header, requesting_agency_id=other, requesting_agency_authentication=None
+        )
+        return replace(message, header=header)
+
+    messages = [m for i in range(6) for m in (_request(f"R-{i}"), from_other(f"R-{i}"))]
+    answers = _receive_many(lender, _inbound(*messages), clock)
+
+    assert all(_ok(a) for a in answers)
+    partners = {r["id"]: r["name"] for r in _rows(lender, Partner)}
+    requests = {r["id"]: r for r in _rows(lender, Request)}
+    assert sorted(
+        (partners[r["partner_id"]], r["partner_request_id"]) for r in requests.values()
+    ) == sorted(
+        (name, f"R-{i}") for i in range(6) for name in ("Borrowing Library", "Other Library")
+    )
+    for request in requests.values():
+        assert request["exchange_id"] == str(request["id"])
+    for row in _rows(lender, IsoMessage):
+        request = requests[row["request_id"]]
+        assert request["partner_request_id"] == row["agency_request_id"]
+        assert request["partner_id"] == row["partner_id"]
+    events = _rows(lender, Event)
+    assert sorted(e["request_id"] for e in events) == sorted(requests)
+    for event in events:
+        request = requests[event["request_id"]]
+        assert event["reason"] == (
+            f"Request {request['partner_request_id']} from {partners[request['partner_id']]} "
+            "over ISO 18626"
+        )
+
+
 def test_a_batch_that_fails_is_received_one_by_one(sqlite_url: str, clock: FixedClock) -> None:
     """A database error in the batch undoes it; each message is then tried on its own."""
     engine = open_database(sqlite_url)

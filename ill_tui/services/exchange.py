@@ -1124,24 +1124,29 @@ def receive_many(
     """
     answers: list[p.Confirmation | Exception | None] = [None] * len(inbound)
     one_by_one: list[int] = []
+    plain: list[int] = []
+    for i, (message, _, _) in enumerate(inbound):
+        (plain if _plain_request(message) else one_by_one).append(i)
     try:
         with engine.begin() as conn:
-            for i, (message, raw, received) in enumerate(inbound):
-                if not (isinstance(message, p.IllRequest) and _plain_request(message)):
+            batch = []
+            for i in plain:
+                message, raw, received = inbound[i]
+                assert isinstance(message, p.IllRequest)
+                digest = hashlib.sha256(raw).hexdigest()
+                batch.append(
+                    _PlainInbound(message, _row_values(message, raw, digest, received), received)
+                )
+            outcomes = (
+                _plain_requests_on(conn, batch, codec=codec, settings=settings, clock=clock)
+                if batch
+                else []
+            )
+            for i, outcome in zip(plain, outcomes, strict=True):
+                if isinstance(outcome, Refusal):
                     one_by_one.append(i)
-                    continue
-                try:
-                    answers[i] = _plain_request_on(
-                        conn,
-                        message,
-                        _row_values(message, raw, hashlib.sha256(raw).hexdigest(), received),
-                        codec=codec,
-                        settings=settings,
-                        clock=clock,
-                        received=received,
-                    )
-                except Refusal:
-                    one_by_one.append(i)
+                else:
+                    answers[i] = outcome
     except Exception:
         log.warning(
             "ISO 18626: a batch of %d messages failed and was rolled back; receiving each "
@@ -1232,27 +1237,18 @@ _PARTNER_BY_AGENCY = sa.select(
     sa.func.upper(_PARTNER.c.agency_id_type) == sa.bindparam("agency_type"),
     _PARTNER.c.agency_id_value == sa.bindparam("agency_value"),
 )
-_MESSAGE_BY_DIGEST = sa.select(
-    _MESSAGE.c.confirmation_status, _MESSAGE.c.error_type, _MESSAGE.c.error_value
-).where(_MESSAGE.c.digest == sa.bindparam("digest"))
-_LENDING_BY_PARTNER_ID = sa.select(_REQUEST.c.id).where(
+_MESSAGES_BY_DIGESTS = sa.select(
+    _MESSAGE.c.digest, _MESSAGE.c.confirmation_status, _MESSAGE.c.error_type, _MESSAGE.c.error_value
+).where(_MESSAGE.c.digest.in_(sa.bindparam("digests", expanding=True)))
+_LENDING_BY_PARTNER_IDS = sa.select(_REQUEST.c.partner_request_id).where(
     _REQUEST.c.direction == Direction.LENDING.value,
-    _REQUEST.c.partner_id == sa.bindparam("partner_id"),
-    _REQUEST.c.partner_request_id == sa.bindparam("partner_request_id"),
+    _REQUEST.c.partner_id == sa.bindparam("partner_id"),  # ix_request_partner_request
+    _REQUEST.c.partner_request_id.in_(sa.bindparam("partner_request_ids", expanding=True)),
 )
-_SET_EXCHANGE_ID = (
+_SET_EXCHANGE_IDS = (
     _REQUEST.update()
-    .where(_REQUEST.c.id == sa.bindparam("request_id"))
-    .values(exchange_id=sa.bindparam("exchange_id"))
-)
-_CONFIRM_MESSAGE = (
-    _MESSAGE.update()
-    .where(_MESSAGE.c.id == sa.bindparam("message_id"))
-    .values(
-        request_id=sa.bindparam("request_id"),
-        confirmation=sa.bindparam("confirmation"),
-        confirmation_status=sa.bindparam("confirmation_status"),
-    )
+    .where(_REQUEST.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(exchange_id=sa.cast(_REQUEST.c.id, sa.String))
 )
 
 
@@ -1267,6 +1263,16 @@ def _static_defaults(model: type[Any]) -> dict[str, Any]:
 
 _REQUEST_DEFAULTS = _static_defaults(Request)
 _MESSAGE_DEFAULTS = _static_defaults(IsoMessage)
+# A multi-row INSERT takes rows with the same columns: every column a new request may set.
+_CITATION_COLUMNS = (
+    "title", "author", "edition", "article_title", "article_author", "volume", "issue",
+    "pages", "isbn", "issn", "oclc_number", "lccn", "doi", "pmid", "publisher",
+    "place_of_publication", "year",
+)  # fmt: skip
+_REQUEST_ROW = {
+    **_REQUEST_DEFAULTS,
+    **{name: _REQUEST_DEFAULTS.get(name) for name in _CITATION_COLUMNS},
+}
 
 
 @dataclass(frozen=True)
@@ -1326,6 +1332,15 @@ def _receive_plain_request(
         )
 
 
+@dataclass
+class _PlainInbound:
+    """One plain new request of a batch, with the message log's columns for it."""
+
+    message: p.IllRequest
+    row_values: Mapping[str, object]
+    received: datetime
+
+
 def _plain_request_on(
     conn: sa.Connection,
     message: p.IllRequest,
@@ -1338,91 +1353,146 @@ def _plain_request_on(
 ) -> p.Confirmation:
     """Receive a plain new request in the caller's transaction on ``conn``.
 
-    Every check that can refuse the message comes before the first write, so a ``Refusal``
-    leaves nothing of this message in the transaction (``receive_many`` relies on it).
+    Raises:
+        Refusal: the request id is in use; nothing of this message was written.
     """
-    sender, addressee = _sender_and_addressee(message)
-    partner = _sender_row(conn, sender)
-    if partner is None or not partner.active:
-        return _refuse_unstored(message, f"Unknown or inactive agency {sender}", received, clock())
-    if not _credentials_match(partner, message.header.requesting_agency_authentication):
-        return _refuse_unstored(
-            message, f"Authentication failed for agency {sender}", received, clock()
-        )
-    if not _same_agency(addressee, our_agency(settings)):
-        return _refuse_unstored(
-            message,
-            f"This message is addressed to agency {addressee}, which is not us",
-            received,
-            clock(),
-        )
-    twin = conn.execute(_MESSAGE_BY_DIGEST, {"digest": row_values["digest"]}).first()
-    if twin is not None:
-        return _confirmation_from(twin, message, clock())
-    rid = message.header.requesting_agency_request_id
-    taken = conn.execute(
-        _LENDING_BY_PARTNER_ID, {"partner_id": partner.id, "partner_request_id": rid}
-    ).first()
-    if taken is not None:
-        raise _unknown_value(f"requestingAgencyRequestId {rid} is already in use")
-    # Claim the digest first: a concurrent twin now waits for us, then fails.
-    message_id = _new_id(
-        conn.execute(
-            _MESSAGE.insert(),
-            {
-                **_MESSAGE_DEFAULTS,
-                **row_values,
-                "partner_id": partner.id,
-                "state": MessageState.APPLIED.value,
-            },
-        )
+    (answer,) = _plain_requests_on(
+        conn,
+        [_PlainInbound(message, row_values, received)],
+        codec=codec,
+        settings=settings,
+        clock=clock,
     )
-    request_id = _insert_request(conn, message, partner, clock)
-    confirmation = p.confirm(message, now=clock(), received=received)
-    conn.execute(
-        _CONFIRM_MESSAGE,
-        {
-            "message_id": message_id,
-            "request_id": request_id,
-            "confirmation": codec.build(confirmation).decode("utf-8"),
-            "confirmation_status": p.MessageStatus.OK.value,
-        },
-    )
-    return confirmation
+    if isinstance(answer, Refusal):
+        raise answer
+    return answer
 
 
-def _insert_request(
-    conn: sa.Connection, message: p.IllRequest, partner: _Sender, clock: Clock
-) -> int:
-    """A new lending request from ``message`` with its Event and notes; returns its id.
+def _plain_requests_on(
+    conn: sa.Connection,
+    batch: Sequence[_PlainInbound],
+    *,
+    codec: MessageCodec,
+    settings: Settings,
+    clock: Clock,
+) -> list[p.Confirmation | Refusal]:
+    """Receive plain new requests in the caller's transaction on ``conn``, set by set.
 
-    The caller has checked that the partner's request id is not in use.
+    The same checks, rows and answers as receiving each on its own in ``batch`` order, with
+    a few statements for the whole batch instead of seven per message: the partners, the
+    repeats and the request ids in use are read with one query each, and the requests,
+    their Events, notes and message-log rows are written with one multi-row INSERT each.
+    Every check that can refuse a message comes before the first write, and a message
+    answered with a ``Refusal`` leaves nothing in the transaction (the caller receives it
+    again on its own, which stores it as refused).
+
+    Returns:
+        For each message of ``batch``, in order: its confirmation, or the ``Refusal``.
     """
-    header, service = message.header, message.service_info
-    rid = header.requesting_agency_request_id
-    now = clock()
-    maximum = _money(message.billing_info.maximum_costs) if message.billing_info else None
-    values, problems = _citation(message)
-    service_type = ServiceType.LOAN
-    if service is not None and (
-        service.service_type is p.ServiceType.COPY
-        or (service.service_type is p.ServiceType.COPY_OR_LOAN and values.get("article_title"))
-    ):
-        service_type = ServiceType.COPY
+    answers: list[p.Confirmation | Refusal | None] = [None] * len(batch)
+    ours = our_agency(settings)
+    senders: dict[tuple[str, str], _Sender | None] = {}
+    candidates: list[tuple[int, _Sender]] = []
+    for i, item in enumerate(batch):
+        message = item.message
+        sender, addressee = _sender_and_addressee(message)
+        key = (sender.type.strip().upper(), sender.value.strip())
+        if key not in senders:
+            senders[key] = _sender_row(conn, sender)
+        partner = senders[key]
+        if partner is None or not partner.active:
+            why = f"Unknown or inactive agency {sender}"
+        elif not _credentials_match(partner, message.header.requesting_agency_authentication):
+            why = f"Authentication failed for agency {sender}"
+        elif not _same_agency(addressee, ours):
+            why = f"This message is addressed to agency {addressee}, which is not us"
+        else:
+            candidates.append((i, partner))
+            continue
+        answers[i] = _refuse_unstored(message, why, item.received, clock())
+    if not candidates:
+        return [answer for answer in answers if answer is not None]
+
+    digests = {str(batch[i].row_values["digest"]) for i, _ in candidates}
+    stored = {
+        row.digest: row for row in conn.execute(_MESSAGES_BY_DIGESTS, {"digests": sorted(digests)})
+    }
+    asked: dict[int, set[str]] = {}  # partner id -> the request ids its messages carry
+    for i, partner in candidates:
+        rid = batch[i].message.header.requesting_agency_request_id[:100]
+        asked.setdefault(partner.id, set()).add(rid)
+    taken = {
+        (partner_id, rid)
+        for partner_id, rids in asked.items()
+        for (rid,) in conn.execute(
+            _LENDING_BY_PARTNER_IDS,
+            {"partner_id": partner_id, "partner_request_ids": sorted(rids)},
+        )
+    }
+    new: list[tuple[int, _Sender]] = []
+    first_of: dict[str, int] = {}  # digest -> the message of this batch that carries it
+    for i, partner in candidates:
+        item = batch[i]
+        digest = str(item.row_values["digest"])
+        twin = stored.get(digest)
+        if twin is not None:
+            answers[i] = _confirmation_from(twin, item.message, clock())
+            continue
+        if digest in first_of:  # the same bytes twice in one batch: a repeat of the first
+            answers[i] = p.confirm(item.message, now=(now := clock()), received=now)
+            continue
+        rid = item.message.header.requesting_agency_request_id
+        if (partner.id, rid[:100]) in taken:
+            answers[i] = _unknown_value(f"requestingAgencyRequestId {rid} is already in use")
+            continue
+        taken.add((partner.id, rid[:100]))
+        first_of[digest] = i
+        new.append((i, partner))
+    if new:
+        _insert_requests(conn, batch, new, answers, codec=codec, clock=clock)
+    return [answer for answer in answers if answer is not None]
+
+
+def _insert_requests(
+    conn: sa.Connection,
+    batch: Sequence[_PlainInbound],
+    new: Sequence[tuple[int, _Sender]],
+    answers: list[p.Confirmation | Refusal | None],
+    *,
+    codec: MessageCodec,
+    clock: Clock,
+) -> None:
+    """Write the new lending requests of ``new``, their Events, notes and log rows.
+
+    Fills in each one's OK confirmation in ``answers``. The caller has checked that no
+    request id is in use and that no message is a repeat.
+    """
     status = workflow.INITIAL[Direction.LENDING]
-    actor = partner.name[:100]
-    request_id = _new_id(
-        conn.execute(
-            _REQUEST.insert(),
+    rows: list[dict[str, object]] = []
+    notes_of: list[list[str]] = []
+    for i, partner in new:
+        message = batch[i].message
+        header, service = message.header, message.service_info
+        now = clock()
+        maximum = _money(message.billing_info.maximum_costs) if message.billing_info else None
+        values, problems = _citation(message)
+        assert values.keys() <= _REQUEST_ROW.keys(), "a citation column missing from the row"
+        service_type = ServiceType.LOAN
+        if service is not None and (
+            service.service_type is p.ServiceType.COPY
+            or (service.service_type is p.ServiceType.COPY_OR_LOAN and values.get("article_title"))
+        ):
+            service_type = ServiceType.COPY
+        rows.append(
             {
-                **_REQUEST_DEFAULTS,
+                **_REQUEST_ROW,
                 "direction": Direction.LENDING.value,
                 "service_type": service_type.value,
                 "status": status.value,
                 "is_open": True,
                 "partner_id": partner.id,
                 "party_name": partner.name[:200],
-                "partner_request_id": rid[:100],
+                "partner_request_id": header.requesting_agency_request_id[:100],
                 "needed_by": (
                     service.need_before_date.date()
                     if service and service.need_before_date
@@ -1433,38 +1503,64 @@ def _insert_request(
                 "created_at": now,
                 "updated_at": now,
                 **values,
-            },
+            }
         )
-    )
+        notes = []
+        if service is not None and service.note:
+            notes.append(f"Note from {partner.name}: {service.note}")
+        if problems:
+            notes.append("Citation as sent: " + "; ".join(problems))
+        notes_of.append(notes)
+    # One multi-row INSERT. Its RETURNING rows come in no promised order, so each id is
+    # matched to its row by (partner, partner's request id), unique within the batch.
+    made = {
+        (partner_id, rid): int(request_id)
+        for request_id, partner_id, rid in conn.execute(
+            _REQUEST.insert().returning(
+                _REQUEST.c.id, _REQUEST.c.partner_id, _REQUEST.c.partner_request_id
+            ),
+            rows,
+        )
+    }
+    request_ids = [made[(row["partner_id"], row["partner_request_id"])] for row in rows]
     # Our supplyingAgencyRequestId: the request's own number, unique among ours.
-    conn.execute(_SET_EXCHANGE_ID, {"request_id": request_id, "exchange_id": str(request_id)})
-    conn.execute(
-        _EVENT.insert(),
-        {
-            "request_id": request_id,
-            "actor": actor,
-            "at": now,
-            "from_status": None,
-            "to_status": status.value,
-            "reason": f"Request {rid} from {partner.name} over ISO 18626",
-        },
-    )
-    notes = []
-    if service is not None and service.note:
-        notes.append(f"Note from {partner.name}: {service.note}")
-    if problems:
-        notes.append("Citation as sent: " + "; ".join(problems))
-    for text in notes:
-        conn.execute(
-            _NOTE.insert(),
+    conn.execute(_SET_EXCHANGE_IDS, {"ids": request_ids})
+    events, note_rows, log_rows = [], [], []
+    for (i, partner), request_id, row, notes in zip(new, request_ids, rows, notes_of, strict=True):
+        item = batch[i]
+        actor = partner.name[:100]
+        rid = item.message.header.requesting_agency_request_id
+        events.append(
             {
                 "request_id": request_id,
-                "author": actor,
-                "at": clock(),
-                "text": text.strip()[:10000],
-            },
+                "actor": actor,
+                "at": row["created_at"],
+                "from_status": None,
+                "to_status": status.value,
+                "reason": f"Request {rid} from {partner.name} over ISO 18626",
+            }
         )
-    return request_id
+        note_rows += [
+            {"request_id": request_id, "author": actor, "at": clock(), "text": text.strip()[:10000]}
+            for text in notes
+        ]
+        confirmation = p.confirm(item.message, now=clock(), received=item.received)
+        answers[i] = confirmation
+        log_rows.append(
+            {
+                **_MESSAGE_DEFAULTS,
+                **item.row_values,
+                "partner_id": partner.id,
+                "request_id": request_id,
+                "state": MessageState.APPLIED.value,
+                "confirmation": codec.build(confirmation).decode("utf-8"),
+                "confirmation_status": p.MessageStatus.OK.value,
+            }
+        )
+    conn.execute(_EVENT.insert(), events)
+    if note_rows:
+        conn.execute(_NOTE.insert(), note_rows)
+    conn.execute(_MESSAGE.insert(), log_rows)
 
 
 def _row_values(
