@@ -21,6 +21,7 @@ dataclasses keep the values as plain strings, so a scheme is reported as a warni
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -209,6 +210,27 @@ def build(message: p.Message) -> bytes:
             XML cannot carry, a value the XSD refuses. Nothing invalid is ever returned.
         TypeError: when ``message`` is not one of the six ``ill_tui.protocol`` messages.
     """
+    if isinstance(message, _CONFIRMATIONS):
+        # A confirmation is built twice: for the message log, and for the HTTP answer.
+        return _build_confirmation(message)
+    return _build(message)
+
+
+_CONFIRMATIONS = (
+    p.RequestConfirmation,
+    p.SupplyingAgencyMessageConfirmation,
+    p.RequestingAgencyMessageConfirmation,
+)
+
+
+@functools.lru_cache(maxsize=256)
+def _build_confirmation(message: p.Confirmation) -> bytes:
+    """``build`` for a confirmation, remembered: the dataclasses are frozen, and equal
+    messages make equal bytes."""
+    return _build(message)
+
+
+def _build(message: p.Message) -> bytes:
     builder = _BUILDERS.get(type(message))
     if builder is None:
         raise TypeError(f"{type(message).__name__} is not an ISO 18626 message dataclass.")

@@ -17,12 +17,12 @@ HTTP error, as crosslink answers:
   confirmation: the message is persisted before it is confirmed. A receiver that fails (the
   database is down) gets a 500, so the partner's outbox tries again later.
 
-Parsing and the receiver run in a worker thread, so the event loop keeps accepting
-connections while a message is written to the database. With one writer (SQLite), or with a
-``receive_many`` (group commit), messages that arrive while the writer is busy wait in a
-queue and are handled together in the writer's next turn: one thread hop per batch, and with
-``receive_many`` one commit per batch. Each partner still gets its confirmation only after
-its message was committed.
+The receiver runs in a worker thread, so the event loop keeps accepting connections while
+a message is written to the database. With one writer (SQLite), or with a ``receive_many``
+(group commit), messages are parsed on the event loop as they arrive (large ones in a
+thread), wait in a queue while the writer is busy, and are stored together in the writer's
+next turn: one thread hop per batch, and with ``receive_many`` one commit per batch. Each
+partner still gets its confirmation only after its message was committed.
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ partner is answered 500 and sends it again later).
 XML_TYPES = ("application/xml", "text/xml")
 INVALID = "invalid ISO18626 message"
 DEFAULT_MAX_BODY = codec.DEFAULT_MAX_BYTES
+PARSE_ON_LOOP = 64 * 1024
+"""Bodies up to this size are parsed on the event loop; larger ones in a thread."""
 
 
 class _TooLarge(Exception):
@@ -196,46 +198,24 @@ def make_app(
         message, _, _ = parsed
         return answer(message, receive(message, data, received))
 
-    def handle_batch(items: list[tuple[bytes, datetime]]) -> list[_Answer | BaseException]:
-        """``handle`` for each item, with one ``receive_many`` for all that parse."""
-        outcomes: list[_Answer | BaseException] = []
-        inbound: list[tuple[int, _Inbound]] = []
-        for i, (data, received) in enumerate(items):
-            try:
-                parsed = parse(data, received)
-            except Exception as exc:  # answered per message: 400, 413
-                outcomes.append(exc)
-                continue
-            if isinstance(parsed, _Answered):
-                outcomes.append(parsed.answer)
-                continue
-            outcomes.append(codec.NotIso18626("not received"))  # replaced below
-            inbound.append((i, parsed))
-        if not inbound:
-            return outcomes
+    def store_batch(items: list[_Inbound]) -> list[p.Confirmation | BaseException]:
+        """Receive parsed messages: one ``receive_many``, or ``receive`` for each."""
         if receive_many is not None:
             try:
-                confirmations = list(receive_many([item for _, item in inbound]))
+                return list(receive_many(items))
             except Exception as exc:  # the database is down: every one of them gets a 500
-                for i, _ in inbound:
-                    outcomes[i] = exc
-                return outcomes
-            for (i, (message, _, _)), confirmation in zip(inbound, confirmations, strict=True):
-                if isinstance(confirmation, Exception):
-                    outcomes[i] = confirmation
-                else:
-                    outcomes[i] = answer(message, confirmation)
-            return outcomes
-        for i, (message, data, received) in inbound:
+                return [exc] * len(items)
+        outcomes: list[p.Confirmation | BaseException] = []
+        for message, data, received in items:
             try:
-                outcomes[i] = answer(message, receive(message, data, received))
+                outcomes.append(receive(message, data, received))
             except Exception as exc:
-                outcomes[i] = exc
+                outcomes.append(exc)
         return outcomes
 
     # The single writer: messages wait here while it is busy, and its next turn takes them
     # all. It runs only while there is work, so nothing is left running at shutdown.
-    waiting: list[tuple[bytes, datetime, asyncio.Future[_Answer]]] = []
+    waiting: list[tuple[_Inbound, asyncio.Future[p.Confirmation]]] = []
     writer: asyncio.Task[None] | None = None
 
     async def write_waiting() -> None:
@@ -246,14 +226,14 @@ def make_app(
                 del waiting[:max_batch]
                 try:
                     outcomes = await anyio.to_thread.run_sync(
-                        handle_batch, [(data, received) for data, received, _ in batch]
+                        store_batch, [item for item, _ in batch]
                     )
                 except BaseException as exc:
-                    for _, _, future in batch:
+                    for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
                     raise
-                for (_, _, future), outcome in zip(batch, outcomes, strict=True):
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
                     if future.done():
                         continue
                     if isinstance(outcome, BaseException):
@@ -265,12 +245,22 @@ def make_app(
 
     async def through_writer(data: bytes, received: datetime) -> _Answer:
         nonlocal writer
-        future: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
-        waiting.append((data, received, future))
+        # A message of usual size is parsed here on the event loop (a fraction of a
+        # millisecond), while the writer thread is busy in the database; a large one in a
+        # thread of its own, so it does not hold the loop up.
+        if len(data) <= PARSE_ON_LOOP:
+            parsed = parse(data, received)
+        else:
+            parsed = await anyio.to_thread.run_sync(parse, data, received)
+        if isinstance(parsed, _Answered):
+            return parsed.answer
+        future: asyncio.Future[p.Confirmation] = asyncio.get_running_loop().create_future()
+        waiting.append((parsed, future))
         if writer is None:
             writer = asyncio.create_task(write_waiting())
         # shield: a client that goes away must not cancel the others' batch
-        return await asyncio.shield(future)
+        confirmation = await asyncio.shield(future)
+        return answer(parsed[0], confirmation)
 
     batched = receive_many is not None or concurrency == 1
 
