@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import re
 import unicodedata
@@ -38,6 +39,8 @@ from ill_tui.catalog import (
     Clause,
     InvalidQuery,
     InvalidResponse,
+    MarcField,
+    MarcFields,
     SearchResult,
     Target,
     TargetDiagnostic,
@@ -46,6 +49,7 @@ from ill_tui.catalog import (
     diagnostic_error,
     extract_holdings,
 )
+from ill_tui.scoring import SUMMARY_TAGS
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +279,38 @@ def marc_from_element(element: etree._Element) -> pymarc.Record:
     return record
 
 
+def marc_view(element: etree._Element, tags: frozenset[str]) -> MarcFields:
+    """The fields of a MARCXML ``record`` element whose tags are in ``tags``, read as
+    ``marc_from_element`` reads them (same tags, indicators, subfields and values).
+
+    Scoring needs a dozen fields of the thirty or more a record has: reading only those, as
+    plain values, costs a fraction of building the whole pymarc record, which is left for the
+    records that are stored or shown (``CatalogRecord.record``).
+    """
+    fields: list[MarcField] = []
+    for node in element:
+        kind = node.tag
+        if isinstance(kind, str) and kind not in _KNOWN:
+            kind = _local(kind)
+        is_data = kind in _DATAS
+        if not is_data and kind not in _CONTROLS:
+            continue
+        tag = node.get("tag", "   ")
+        if tag not in tags and not (tag.isdigit() and len(tag) != 3 and f"{int(tag):03}" in tags):
+            continue
+        if is_data:
+            subfields = [
+                (sub.get("code", " "), sub.text or "")
+                for sub in node
+                if sub.tag in _SUBFIELDS or _local(sub.tag) == "subfield"
+            ]
+            indicators = (node.get("ind1", " "), node.get("ind2", " "))
+            fields.append(MarcField(tag, indicators=indicators, subfields=subfields))
+        else:
+            fields.append(MarcField(tag, data=node.text or ""))
+    return MarcFields(fields)
+
+
 def _marcxml_text(element: etree._Element) -> str:
     """The record as a standalone MARCXML document (without the SRU envelope's namespaces)."""
     # Exclusive canonical XML writes only the namespaces the record itself uses.
@@ -382,6 +418,7 @@ def parse_response(target: Target, body: bytes, query: str = "") -> SearchResult
         for d in diagnostics
     ]
     records: list[CatalogRecord] = []
+    tags = SUMMARY_TAGS | {"001"} | ({target.holdings.tag} if target.holdings else set())
     for position, sru_record in enumerate(sru_records, start=1):
         schema = _child_text(sru_record, "recordSchema") or ""
         if schema in DIAGNOSTIC_SCHEMAS:
@@ -411,20 +448,24 @@ def parse_response(target: Target, body: bytes, query: str = "") -> SearchResult
                 )
             )
             continue
-        marc = marc_from_element(element)
-        control = marc.get("001")
+        # One pass reads what scoring and holdings need; the MARCXML text and the whole
+        # pymarc record are made on first use (a record that is not stored or shown never
+        # needs them). The element keeps its response's tree alive until then.
+        view = marc_view(element, tags)
+        control = view.get("001")
         record_id = (control.data or "").strip() if control is not None else ""
         record_id = (
             record_id or _child_text(sru_record, "recordIdentifier") or f"{target.name}#{position}"
         )
-        holdings = extract_holdings(marc, target.name, target.holdings) if target.holdings else ()
+        holdings = extract_holdings(view, target.name, target.holdings) if target.holdings else ()
         records.append(
             CatalogRecord(
                 target=target.name,
                 record_id=record_id,
-                marcxml=_marcxml_text(element),
-                record=marc,
+                marcxml=functools.partial(_marcxml_text, element),
+                record=functools.partial(marc_from_element, element),
                 holdings=holdings,
+                view=view,
             )
         )
     return SearchResult(

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -193,6 +193,109 @@ def diagnostic_error(
     return TargetDiagnostic(target=target, uri=uri, message=text, details=details)
 
 
+# ---------------------------------------------------------------------------- MARC view
+class MarcField:
+    """A read-only MARC field as scoring and holdings read it: pymarc's reading rules, without
+    pymarc's cost.
+
+    A search parses every record it brings back, and what is scored needs only a dozen of a
+    record's fields; building a full ``pymarc.Field`` for each of them was the larger part of
+    a search's CPU. The same rules as pymarc apply: a tag of digits below ``010`` is a control
+    field (``data``, no subfields), any other tag a data field (indicators, subfields).
+
+    Attributes:
+        tag: the three-character tag.
+        data: a control field's value (``None`` for a data field).
+        indicator1: the first indicator (a data field's; ``None`` for a control field).
+        indicator2: the second indicator.
+        subfields: (code, value) pairs in record order.
+        control_field: whether it is a control field.
+    """
+
+    __slots__ = ("control_field", "data", "indicator1", "indicator2", "subfields", "tag")
+
+    def __init__(
+        self,
+        tag: str,
+        *,
+        indicators: tuple[str, str] = (" ", " "),
+        subfields: Sequence[tuple[str, str]] = (),
+        data: str | None = None,
+    ) -> None:
+        """Args:
+        tag: the tag as written (a numeric tag of another length is zero-padded, as pymarc
+            does).
+        indicators: a data field's two indicators.
+        subfields: a data field's (code, value) pairs.
+        data: a control field's value.
+        """
+        if tag.isdigit() and len(tag) != 3:
+            tag = f"{int(tag):03}"
+        self.tag = tag
+        self.control_field = tag < "010" and tag.isdigit()
+        if self.control_field:
+            self.data = data
+            self.indicator1: str | None = None
+            self.indicator2: str | None = None
+            self.subfields: tuple[tuple[str, str], ...] = ()
+        else:
+            self.data = None
+            self.indicator1, self.indicator2 = indicators
+            self.subfields = tuple(subfields)
+
+    def is_control_field(self) -> bool:
+        """Whether it is a control field (``001``-``009``): data, no subfields."""
+        return self.control_field
+
+    def get_subfields(self, *codes: str) -> list[str]:
+        """The values of the subfields with any of ``codes``, in record order."""
+        return [value for code, value in self.subfields if code in codes]
+
+    def get(self, code: str, default: str | None = None) -> str | None:
+        """The value of the first subfield ``code``, else ``default``."""
+        for found, value in self.subfields:
+            if found == code:
+                return value
+        return default
+
+    def __repr__(self) -> str:
+        if self.control_field:
+            return f"MarcField({self.tag!r}, data={self.data!r})"
+        return f"MarcField({self.tag!r}, subfields={self.subfields!r})"
+
+
+class MarcFields:
+    """Some fields of a record, read like a ``pymarc.Record`` (``get``, ``get_fields``).
+
+    ``CatalogRecord.view`` gives one: the fields scoring and holdings need, read straight from
+    the response, while the whole ``pymarc.Record`` is built only when something asks for it.
+    """
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: Sequence[MarcField]) -> None:
+        """Args:
+        fields: the fields, in record order.
+        """
+        self.fields = tuple(fields)
+
+    def get(self, tag: str) -> MarcField | None:
+        """The first field with ``tag``, or ``None``."""
+        for f in self.fields:
+            if f.tag == tag:
+                return f
+        return None
+
+    def get_fields(self, *tags: str) -> list[MarcField]:
+        """Every field with one of ``tags``, in record order."""
+        return [f for f in self.fields if f.tag in tags]
+
+
+#: A MARC record as read by scoring and holdings: a whole pymarc record or a ``MarcFields``.
+MarcLike = pymarc.Record | MarcFields
+AnyField = pymarc.Field | MarcField
+
+
 # ---------------------------------------------------------------------------- holdings
 @dataclass(frozen=True)
 class HoldingsFormat:
@@ -274,12 +377,12 @@ class Holding:
     agency: str | None
 
 
-def _joined(field_: pymarc.Field, codes: Sequence[str], sep: str = " ") -> str | None:
+def _joined(field_: AnyField, codes: Sequence[str], sep: str = " ") -> str | None:
     values = [v.strip() for code in codes for v in field_.get_subfields(code) if v and v.strip()]
     return sep.join(values) or None
 
 
-def _koha_availability(field_: pymarc.Field) -> str:
+def _koha_availability(field_: AnyField) -> str:
     def flagged(code: str) -> bool:
         value = (field_.get(code) or "").strip()
         return value not in ("", "0")
@@ -296,7 +399,7 @@ def _koha_availability(field_: pymarc.Field) -> str:
     return "available"
 
 
-def _alma_availability(field_: pymarc.Field, fmt: HoldingsFormat) -> str | None:
+def _alma_availability(field_: AnyField, fmt: HoldingsFormat) -> str | None:
     status = _joined(field_, fmt.availability)
     total, unavailable = (field_.get("f") or "").strip(), (field_.get("g") or "").strip()
     if status and total.isdigit() and unavailable.isdigit():
@@ -305,13 +408,12 @@ def _alma_availability(field_: pymarc.Field, fmt: HoldingsFormat) -> str | None:
     return status.replace("_", " ") if status else None
 
 
-def extract_holdings(
-    record: pymarc.Record, target: str, fmt: HoldingsFormat
-) -> tuple[Holding, ...]:
+def extract_holdings(record: MarcLike, target: str, fmt: HoldingsFormat) -> tuple[Holding, ...]:
     """The holdings in ``record`` laid out as ``fmt`` says; empty when it has none.
 
     Args:
-        record: a MARC record as returned by the target.
+        record: a MARC record as returned by the target (or a view with its ``fmt.tag``
+            fields).
         target: the target's name (kept on every holding).
         fmt: which field and subfields carry the holdings.
     """
@@ -413,15 +515,95 @@ class Clause:
             )
 
 
-@dataclass(frozen=True)
 class CatalogRecord:
-    """One record a target returned: its MARCXML, the parsed record and its holdings."""
+    """One record a target returned: its MARCXML, the parsed record and its holdings.
 
+    Read-only. ``marcxml`` (the standalone MARCXML document, what is stored) and ``record``
+    (the whole record, parsed by pymarc, for the MARC view) may be handed over as functions
+    that make them: an adapter that reads many records then builds them only for the records
+    that are stored or shown, once, on first access. ``view`` is what scoring reads.
+
+    Equality and hash are those of (target, record_id, marcxml, holdings), as before.
+    """
+
+    __slots__ = ("_fields", "_marcxml", "_record", "holdings", "record_id", "target")
     target: str
     record_id: str
-    marcxml: str
-    record: pymarc.Record = field(compare=False)
-    holdings: tuple[Holding, ...] = ()
+    holdings: tuple[Holding, ...]
+    _marcxml: str | Callable[[], str]
+    _record: pymarc.Record | Callable[[], pymarc.Record]
+    _fields: MarcFields | None
+
+    def __init__(
+        self,
+        target: str,
+        record_id: str,
+        marcxml: str | Callable[[], str],
+        record: pymarc.Record | Callable[[], pymarc.Record],
+        holdings: tuple[Holding, ...] = (),
+        *,
+        view: MarcFields | None = None,
+    ) -> None:
+        """Args:
+        target: the target's name.
+        record_id: the record's id at the target (001, else the SRU record identifier).
+        marcxml: the MARCXML text, or a function that makes it.
+        record: the pymarc record, or a function that makes it.
+        holdings: the holdings read from the record.
+        view: the fields scoring needs (``scoring.SUMMARY_TAGS``), read without pymarc;
+            ``None`` = read them from ``record``.
+        """
+        set_ = object.__setattr__
+        set_(self, "target", target)
+        set_(self, "record_id", record_id)
+        set_(self, "holdings", holdings)
+        set_(self, "_marcxml", marcxml)
+        set_(self, "_record", record)
+        set_(self, "_fields", view)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"CatalogRecord is read-only (cannot set {name})")
+
+    @property
+    def marcxml(self) -> str:
+        """The record as a standalone MARCXML document."""
+        value = self._marcxml
+        if not isinstance(value, str):
+            value = value()
+            object.__setattr__(self, "_marcxml", value)
+        return value
+
+    @property
+    def record(self) -> pymarc.Record:
+        """The whole record, parsed by pymarc."""
+        value = self._record
+        if isinstance(value, pymarc.Record):
+            return value
+        record: pymarc.Record = value()
+        object.__setattr__(self, "_record", record)
+        return record
+
+    @property
+    def view(self) -> MarcLike:
+        """What scoring reads: the adapter's ``MarcFields`` if it gave one, else ``record``."""
+        return self._fields if self._fields is not None else self.record
+
+    def _key(self) -> tuple[str, str, str, tuple[Holding, ...]]:
+        return (self.target, self.record_id, self.marcxml, self.holdings)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CatalogRecord):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"CatalogRecord(target={self.target!r}, record_id={self.record_id!r}, "
+            f"holdings={self.holdings!r})"
+        )
 
 
 @dataclass(frozen=True)

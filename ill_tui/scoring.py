@@ -24,10 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
-import pymarc
 from rapidfuzz import fuzz
 
 from ill_tui import identifiers
+from ill_tui.catalog import AnyField, MarcLike
 
 # Verdicts, as stored in Request.verification (``unreachable`` is the service's: no target
 # answered, so nothing could be scored).
@@ -205,7 +205,7 @@ def _clean(text: str) -> str:
     return text.strip("[] ")
 
 
-def _subfields(f: pymarc.Field, codes: str) -> list[str]:
+def _subfields(f: AnyField, codes: str) -> list[str]:
     cleaned = (_clean(v) for code in codes for v in f.get_subfields(code) if v)
     return [v for v in cleaned if v]
 
@@ -218,25 +218,57 @@ _NORMALISERS = {
 }
 
 
+_ISBN_PLAIN = re.compile(r"([0-9]{9}[0-9X]|97[89][0-9]{10})(?:\s*\([^()]*\))?")
+
+
+def _isbn13_plain(value: str) -> str | None:
+    """The ISBN-13 of a plain 10- or 13-digit ISBN with a right check digit (as catalogs
+    mostly write 020 $a, possibly with a qualifier: ``0836932722 (v. 1)``), else ``None``.
+
+    What ``identifiers.normalise_isbn`` returns for such a value, without python-stdnum's
+    general parsing; anything else (hyphens, labels, a wrong check digit) goes to it.
+    """
+    match = _ISBN_PLAIN.fullmatch(value)
+    if match is None:
+        return None
+    digits = match.group(1)
+    if len(digits) == 10:
+        check = sum((i + 1) * int(d) for i, d in enumerate(digits[:9])) % 11
+        if digits[9] != ("X" if check == 10 else str(check)):
+            return None
+        body = "978" + digits[:9]
+    else:
+        body = digits[:12]
+    total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(body))
+    check13 = str((10 - total % 10) % 10)
+    if len(digits) == 13 and digits[12] != check13:
+        return None
+    return body + check13
+
+
 @functools.lru_cache(maxsize=16384)
 def _normalised(kind: str, value: str) -> str | None:
     """An identifier's compact form, or None when it fails its check (cached: python-stdnum
     is the slowest part of reading a record, and a citation's ISBN is compared with every
     candidate)."""
+    if kind == "isbn":
+        plain = _isbn13_plain(value)
+        if plain is not None:
+            return plain
     try:
         return _NORMALISERS[kind](value)
     except identifiers.InvalidIdentifier:
         return None
 
 
-def _name(f: pymarc.Field) -> str:
+def _name(f: AnyField) -> str:
     parts = _subfields(f, "a")
     if f.tag.endswith(("10", "11")):
         parts += _subfields(f, "b")
     return " ".join(parts)
 
 
-def _identifiers(record: pymarc.Record, tag: str, code: str, kind: str) -> tuple[str, ...]:
+def _identifiers(record: MarcLike, tag: str, code: str, kind: str) -> tuple[str, ...]:
     found: list[str] = []
     for f in record.get_fields(tag):
         for value in f.get_subfields(code):
@@ -250,8 +282,21 @@ def _identifiers(record: pymarc.Record, tag: str, code: str, kind: str) -> tuple
     return tuple(found)
 
 
-def summarise(record: pymarc.Record) -> RecordSummary:
-    """Read what scoring and the citation need from a MARC 21 bibliographic record."""
+#: The fields ``summarise`` reads: a record view with these (``catalog.MarcFields``) gives
+#: the same summary as the whole record.
+SUMMARY_TAGS: Final = frozenset(
+    {"001", "008", "010", "020", "022", "035", "100", "110", "111", "245", "250", "260", "264",
+     "700", "710", "711"}
+)  # fmt: skip
+
+
+def summarise(record: MarcLike) -> RecordSummary:
+    """Read what scoring and the citation need from a MARC 21 bibliographic record.
+
+    Args:
+        record: the whole pymarc record, or a view holding at least its ``SUMMARY_TAGS``
+            fields (what a search reads without building pymarc records).
+    """
     control = record.get("001")
     record_id = (control.data or "").strip() if control is not None else ""
     title = main = responsibility = ""
@@ -440,6 +485,9 @@ def check_identifier(kind: str, value: str) -> tuple[str | None, str, str]:
         (compact form, "", "") when valid; else (None, what is wrong with it in a few words,
         the ``InvalidIdentifier`` sentence staff read).
     """
+    plain = _isbn13_plain(value) if kind == "isbn" else None
+    if plain is not None:
+        return plain, "", ""
     try:
         return _NORMALISERS[kind](value), "", ""
     except identifiers.WrongCheckDigit as exc:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ill_tui import scoring
+from ill_tui import identifiers, scoring
 from ill_tui.scoring import (
     AMBIGUOUS,
     MATCHED,
@@ -242,3 +242,49 @@ def test_a_matching_identifier_never_carries_a_foreign_title(
 ) -> None:
     score = Score(value=value, identifier="ISBN 9780836932720", title=title, author=author)
     assert classify(LOOM, [score]).status != MATCHED
+
+
+# ---------------------------------------------------------------------------- ISBN fast path
+def test_plain_isbns_read_without_stdnum_agree_with_it(
+    lc_records: dict[str, pymarc.Record],
+) -> None:
+    # Every 020 $a of the LC sample, as printed and with its check digit changed: the fast
+    # reading must give what identifiers.normalise_isbn gives, or leave the value to it.
+    values = {
+        v for r in lc_records.values() for f in r.get_fields("020") for v in f.get_subfields("a")
+    }
+    values |= {v[:-1] + ("0" if v[-1:] != "0" else "1") for v in values}
+    taken = 0
+    for value in values:
+        try:
+            expected: str | None = identifiers.normalise_isbn(value)
+        except identifiers.InvalidIdentifier:
+            expected = None
+        fast = scoring._isbn13_plain(value)
+        if fast is not None:
+            taken += 1
+            assert fast == expected, value
+    assert taken > len(values) // 4  # most catalog ISBNs are plain digits
+
+
+@settings(max_examples=300)
+@given(
+    digits=st.one_of(
+        st.text("0123456789", min_size=9, max_size=9).map(lambda d: d + "0"),
+        st.text("0123456789", min_size=9, max_size=9).map(lambda d: d + "X"),
+        st.text("0123456789", min_size=10, max_size=10).map(lambda d: "978" + d),
+        st.text("0123456789", min_size=10, max_size=10).map(lambda d: "979" + d),
+        st.text("0123456789", min_size=13, max_size=13),
+    ),
+    qualifier=st.sampled_from(["", " (pbk.)", "(v. 1)", " ", "-"]),
+)
+def test_isbn_check_digits_agree_with_stdnum(digits: str, qualifier: str) -> None:
+    value = digits + qualifier
+    try:
+        expected: str | None = identifiers.normalise_isbn(value)
+    except identifiers.InvalidIdentifier:
+        expected = None
+    fast = scoring._isbn13_plain(value)
+    assert fast is None or fast == expected
+    scoring.clear_caches()
+    assert scoring.check_identifier("isbn", value)[0] == expected

@@ -19,10 +19,20 @@ from pathlib import Path
 import httpx
 import pymarc
 import pytest
+from lxml import etree
 from zebra_server import ZebraServer, ZebraUnavailable
 from zebra_server import start_server as start_zebra_server
 
-from adapters.sru import SruClient, build_cql, cql_term, parse_response, request_params
+from adapters.sru import (
+    SruClient,
+    build_cql,
+    cql_term,
+    marc_from_element,
+    marc_view,
+    parse_response,
+    request_params,
+)
+from ill_tui import scoring
 from ill_tui.catalog import (
     ALMA_AVA,
     DEFAULT_INDEXES,
@@ -280,7 +290,7 @@ async def test_each_sru_version_parses(zebra: ZebraServer, sru: SruClient, versi
     assert record.record.title == "The loom of destiny"
     assert str(record.record.leader) == "01012cam a22002171  4500"
     assert record.marcxml.startswith('<record xmlns="http://www.loc.gov/MARC21/slim">')
-    assert pymarc.parse_xml_to_array(io.StringIO(record.marcxml))[0].title == (
+    assert pymarc.parse_xml_to_array(io.StringIO(record.marcxml))[0].title == (  # type: ignore[no-untyped-call]
         "The loom of destiny"
     )
 
@@ -357,7 +367,7 @@ def test_koha_952_availability() -> None:
         )
 
     record = pymarc.Record()
-    record.add_field(
+    record.add_field(  # type: ignore[no-untyped-call]
         item(a="CPL", b="CPL", c="GEN", o="641.3 Gra", _7="0", _1="0", _0="0"),
         item(a="CPL", b="MPL", o="641.3 Gra", q="2026-12-01"),
         item(a="MPL", o="REF 641.3", _7="1"),
@@ -661,3 +671,44 @@ async def test_a_hanging_target_does_not_hold_up_the_others(
     assert ids(ours) == [OAG]
     assert len(ours.records[0].holdings) == 3
     assert isinstance(answers["Union catalog"], SearchResult)
+
+
+# ---------------------------------------------------------------------------- record view
+def _all_test_records() -> list[pymarc.Record]:
+    records = DATA / "records"
+    with (records / "lc-booksall-2016-part01-sample.mrc").open("rb") as handle:
+        found = [r for r in pymarc.MARCReader(handle, to_unicode=True, force_utf8=True) if r]
+    for path in sorted((records / "marc2bibframe2-dataset").glob("*.xml")):
+        found += [r for r in pymarc.parse_xml_to_array(str(path)) if r]  # type: ignore[no-untyped-call]
+    return found
+
+
+def test_the_scoring_view_reads_every_record_as_pymarc_does() -> None:
+    # A search scores records from a view of a dozen fields instead of a whole pymarc record:
+    # over every test record (3,689), the summary and the 852 holdings must be the same.
+    tags = scoring.SUMMARY_TAGS | {"001", "852"}
+    records = _all_test_records()
+    assert len(records) > 3000
+    for record in records:
+        element = etree.fromstring(pymarc.record_to_xml(record, namespace=True))  # type: ignore[no-untyped-call]
+        whole = marc_from_element(element)
+        view = marc_view(element, tags)
+        assert scoring.summarise(view) == scoring.summarise(whole) == scoring.summarise(record)
+        assert extract_holdings(view, "T", MARC21_852) == extract_holdings(whole, "T", MARC21_852)
+
+
+def test_a_record_found_is_read_only_and_built_on_first_use() -> None:
+    body = (DATA / "responses" / "alma-availability-sru.xml").read_bytes()
+    target = Target(name="Berkeley", base_url="https://example.org/view/sru/01UCS_BER",
+                    holdings=ALMA_AVA)  # fmt: skip
+    first = parse_response(target, body).records[0]
+    again = parse_response(target, body).records[0]
+    assert first == again
+    assert hash(first) == hash(again)
+    # the whole record and the MARCXML text come from the same element, made once
+    assert first.record is first.record
+    assert first.record.title == scoring.summarise(first.view).title != ""
+    parsed = pymarc.parse_xml_to_array(io.StringIO(first.marcxml))[0]  # type: ignore[no-untyped-call]
+    assert [f.tag for f in parsed.get_fields()] == [f.tag for f in first.record.get_fields()]
+    with pytest.raises(AttributeError, match="read-only"):
+        first.record_id = "other"

@@ -231,15 +231,25 @@ def text_searches(terms: SearchTerms) -> list[list[Clause]]:
 # ---------------------------------------------------------------------------- outcome
 @dataclass(frozen=True)
 class Candidate:
-    """One record a target returned, scored against the search terms."""
+    """One record a target returned, scored against the search terms.
+
+    ``source`` is the record as the target returned it, whose MARCXML text is made only when
+    ``marcxml`` is first read (for storing: most records found are only scored), or that text.
+    """
 
     target: str
     record_id: str
-    marcxml: str
+    source: CatalogRecord | str
     summary: RecordSummary
     score: Score
     holdings: tuple[Holding, ...] = ()
     local: bool = False  # found at our own catalog
+
+    @property
+    def marcxml(self) -> str:
+        """The record as a standalone MARCXML document (what is stored)."""
+        source = self.source
+        return source if isinstance(source, str) else source.marcxml
 
     @property
     def key(self) -> str:
@@ -395,7 +405,7 @@ class Verifier:
     def _add(
         self, found: dict[tuple[str, str], Candidate], terms: SearchTerms, record: CatalogRecord
     ) -> None:
-        summary = scoring.summarise(record.record)
+        summary = scoring.summarise(record.view)  # no pymarc record built for scoring
         key = (record.target, record.record_id or summary.record_id or f"#{len(found) + 1}")
         if key in found:
             return
@@ -403,7 +413,7 @@ class Verifier:
         found[key] = Candidate(
             target=record.target,
             record_id=key[1],
-            marcxml=record.marcxml,
+            source=record,
             summary=summary,
             score=scoring.score_candidate(terms, summary),
             holdings=record.holdings,
@@ -767,7 +777,7 @@ def accept_candidate(
             Candidate(
                 target=target.name,
                 record_id=other.record_id,
-                marcxml="",
+                source="",
                 summary=other_summary,
                 score=Score(value=other.score),
                 holdings=holdings,
