@@ -212,8 +212,11 @@ async def measure_app(path: Path, words: list[str], statuses: int) -> dict[str, 
         asked[1] = started
         first = prefetch_first_page(desk)
         app = IllApp(desk, settings=settings, demo=False, first_page=first)
+        # Installed before the app runs: Textual writes its first frames (the rows among them)
+        # while `run_test` is still starting, before it hands over the Pilot. Installed after,
+        # the clock missed them and timed whichever later frame came next.
+        frames.install(app)
         async with app.run_test(size=(120, 40)) as pilot:
-            frames.install(app)
             screen = app.screen
             assert isinstance(screen, QueueScreen), screen
             await _wait(lambda: 1 in painted, frames.changed)
