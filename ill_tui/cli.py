@@ -24,7 +24,15 @@ from ill_tui.config import (
     normalise_database_url,
     sqlite_url,
 )
-from ill_tui.db import DatabaseError, create_db_engine, current_revision, head_revision
+from ill_tui.db import (
+    DEFAULT_AUTOCHECKPOINT,
+    SERVE_AUTOCHECKPOINT,
+    DatabaseError,
+    WalCheckpointer,
+    create_db_engine,
+    current_revision,
+    head_revision,
+)
 from ill_tui.db import open_database as _open_database
 
 DB_HELP = (
@@ -46,10 +54,10 @@ def _safe_url(url: str) -> str:
         return url
 
 
-def open_database(url: str) -> Engine:
+def open_database(url: str, *, autocheckpoint: int = DEFAULT_AUTOCHECKPOINT) -> Engine:
     """Open and migrate ``url``, turning every way it can fail into a one-line error."""
     try:
-        return _open_database(url)
+        return _open_database(url, autocheckpoint=autocheckpoint)
     except DatabaseError as exc:
         _fail(str(exc))
     except sa.exc.NoSuchModuleError:  # before ArgumentError, its base class
@@ -708,7 +716,14 @@ def serve(
     if retry_max < retry_base:
         _fail("--retry-max must be at least --retry-base.")
     settings = _settings(_group_db(ctx, db))
-    engine = open_database(settings.database_url)
+    sqlite = settings.database_url.startswith("sqlite")
+    # SQLite: the WAL is checkpointed in a thread of its own, rarely by a commit a partner
+    # is waiting for.
+    engine = open_database(
+        settings.database_url,
+        autocheckpoint=SERVE_AUTOCHECKPOINT if sqlite else DEFAULT_AUTOCHECKPOINT,
+    )
+    checkpointer = WalCheckpointer(engine.url.database or "") if sqlite else None
     codec = Iso18626Codec()
 
     def receive(message: p.AgencyMessage, raw: bytes, _received: datetime) -> p.Confirmation:
@@ -750,7 +765,7 @@ def serve(
         after_receive=sender.wake if sender else None,
         background=sender.run if sender else None,
         # SQLite has one writer at a time: more would only sleep in its busy handler
-        concurrency=1 if settings.database_url.startswith("sqlite") else 16,
+        concurrency=1 if sqlite else 16,
     )
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
@@ -784,10 +799,15 @@ def serve(
     stopped_by: list[int] = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda sig, _frame: stopped_by.append(sig))
+    if checkpointer is not None:
+        checkpointer.start()
     try:
         server.run()
     except SystemExit:  # uvicorn exits when it cannot bind
         server.started = False
+    finally:
+        if checkpointer is not None:
+            checkpointer.stop()
     if not server.started:
         _fail(f"Cannot listen on {host}:{port} (in use, or not an address of this machine).")
     why = f" by {signal.Signals(stopped_by[0]).name}" if stopped_by else ""
