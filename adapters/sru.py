@@ -21,10 +21,10 @@ import functools
 import logging
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from urllib.parse import urlsplit
+from urllib.parse import quote_plus, urlencode, urlsplit
 
 import httpx
 import pymarc
@@ -80,12 +80,17 @@ def cql_term(text: str) -> str:
 
     For example ``The "best" *of* it?`` becomes ``"The \\"best\\" of it"``.
     """
-    cleaned = "".join(
-        " " if ch in "*?^" or unicodedata.category(ch)[0] == "C" else ch for ch in text
-    )
+    if text.isprintable() and "*" not in text and "?" not in text and "^" not in text:
+        cleaned = text  # nothing to replace (the usual case): no look at each character
+    else:
+        cleaned = "".join(
+            " " if ch in "*?^" or unicodedata.category(ch)[0] == "C" else ch for ch in text
+        )
     # A word of punctuation alone ("&", ":", a lone quote) is not in any index, and with the
     # "all" relation Zebra then finds nothing; indexes drop punctuation, so drop such words.
-    cleaned = " ".join(word for word in cleaned.split() if any(ch.isalnum() for ch in word))
+    cleaned = " ".join(
+        word for word in cleaned.split() if word.isalnum() or any(ch.isalnum() for ch in word)
+    )
     escaped = cleaned.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'
 
@@ -215,6 +220,17 @@ def request_params(target: Target, query: str, max_records: int) -> dict[str, st
     else:
         params["recordXMLEscaping"] = "xml"
     return params
+
+
+def _url_prefix(target: Target, max_records: int) -> str | None:
+    """The searchRetrieve URL up to the query's value (``...&query=``), or ``None`` when the
+    base URL carries a query or fragment of its own (left to httpx's ``params``, as before)."""
+    parts = urlsplit(target.base_url)
+    if parts.query or parts.fragment or "?" in target.base_url or "#" in target.base_url:
+        return None
+    params = request_params(target, "", max_records)
+    del params["query"]
+    return f"{target.base_url}?{urlencode(params)}&query="
 
 
 # ---------------------------------------------------------------------------- parsing
@@ -543,6 +559,7 @@ class SruClient:
         self._owns_http = http is None
         self._max_bytes = max_response_bytes
         self._limits: dict[tuple[str, str], asyncio.Semaphore] = {}
+        self._prefixes: dict[tuple[str, str, int], str | None] = {}
 
     async def __aenter__(self) -> SruClient:
         if self._http is None:
@@ -574,12 +591,34 @@ class SruClient:
             limit = self._limits[key] = asyncio.Semaphore(target.max_concurrency)
         return limit
 
-    async def _fetch(self, target: Target, params: Mapping[str, str]) -> tuple[int, bytes, str]:
-        assert self._http is not None, "use SruClient as `async with`, or pass an httpx client"
+    def _url(self, target: Target, query: str, max_records: int) -> httpx.URL | None:
+        """The request URL, built with one parse: the fixed parameters are encoded once per
+        target, the query appended (httpx's own merging of ``params`` into the base URL
+        parses the URL twice and encodes every parameter on each search). ``None`` for a
+        base URL with a query of its own."""
+        key = (target.base_url, target.version, max_records)
+        try:
+            prefix = self._prefixes[key]
+        except KeyError:
+            prefix = self._prefixes[key] = _url_prefix(target, max_records)
+        return None if prefix is None else httpx.URL(prefix + quote_plus(query, safe=""))
+
+    async def _fetch(self, target: Target, query: str, max_records: int) -> tuple[int, bytes, str]:
+        http = self._http
+        assert http is not None, "use SruClient as `async with`, or pass an httpx client"
         timeout = httpx.Timeout(target.timeout)
-        async with self._http.stream(
-            "GET", target.base_url, params=params, timeout=timeout
-        ) as response:
+        url = self._url(target, query, max_records)
+        if url is None:
+            request = http.build_request(
+                "GET",
+                target.base_url,
+                params=request_params(target, query, max_records),
+                timeout=timeout,
+            )
+        else:
+            request = http.build_request("GET", url, timeout=timeout)
+        response = await http.send(request, stream=True)
+        try:
             chunks: list[bytes] = []
             size = 0
             async for chunk in response.aiter_bytes():
@@ -592,6 +631,8 @@ class SruClient:
                     )
                 chunks.append(chunk)
             return response.status_code, b"".join(chunks), response.reason_phrase
+        finally:
+            await response.aclose()
 
     async def search(
         self, target: Target, clauses: Sequence[Clause], *, max_records: int = 10
@@ -612,11 +653,10 @@ class SruClient:
         if max_records < 0:
             raise ValueError("max_records must not be negative")
         query = build_cql(target, clauses)
-        params = request_params(target, query, max_records)
         async with self._limit(target):
             try:
                 async with asyncio.timeout(target.timeout):
-                    status, body, reason = await self._fetch(target, params)
+                    status, body, reason = await self._fetch(target, query, max_records)
             except TimeoutError:
                 raise TargetUnreachable(
                     f"{target.name} did not answer within {target.timeout_text}",

@@ -712,3 +712,29 @@ def test_a_record_found_is_read_only_and_built_on_first_use() -> None:
     assert [f.tag for f in parsed.get_fields()] == [f.tag for f in first.record.get_fields()]
     with pytest.raises(AttributeError, match="read-only"):
         first.record_id = "other"
+
+
+# ---------------------------------------------------------------------------- request URL
+@pytest.mark.parametrize("version", ["1.1", "1.2", "2.0"])
+async def test_the_request_carries_every_searchretrieve_parameter(
+    zebra: ZebraServer, version: str
+) -> None:
+    # The URL is built once-encoded (a fixed part per target, the query appended): what the
+    # server receives must be the parameters of request_params, as httpx would encode them.
+    sent: list[httpx.Request] = []
+
+    async def keep(request: httpx.Request) -> None:
+        sent.append(request)
+
+    target = union(zebra, version)
+    clauses = [Clause("title", 'The "loom" of destiny & more?'), Clause("author", "Stringér")]
+    async with (
+        httpx.AsyncClient(verify=tls(), event_hooks={"request": [keep]}) as http,
+        SruClient(http) as sru,
+    ):
+        result = await sru.search(target, clauses, max_records=3)
+    expected = request_params(target, build_cql(target, clauses), 3)
+    assert dict(sent[0].url.params) == expected
+    assert len(sent[0].url.params.multi_items()) == len(expected)
+    assert sent[0].url.path == "/biblio"
+    assert result.query == expected["query"]

@@ -166,6 +166,9 @@ def _title_words(title: str) -> list[str]:
     main = re.sub(r"(\w)['’](\w)", r"\1\2", main)
     words: list[str] = []
     for token in main.split():
+        if token.isalnum():  # most words: nothing to drop
+            words.append(token)
+            continue
         # letters, digits, inner hyphens and combining marks left without a composed form
         kept = "".join(
             ch if ch.isalnum() or ch == "-" or unicodedata.category(ch).startswith("M") else " "
@@ -199,13 +202,18 @@ def identifier_searches(terms: SearchTerms) -> list[list[Clause]]:
     return searches
 
 
-def text_searches(terms: SearchTerms) -> list[list[Clause]]:
+def text_searches(terms: SearchTerms, words: Sequence[str] | None = None) -> list[list[Clause]]:
     """Title + author searches, from the strictest to the loosest, each tried while the ones
     before found nothing: main title and surname; main title alone; surname with any of the
     longest title words (a typo in the title); the title with one word left out at a time;
     the author alone (within a year either side of the cited year, if there is one).
+
+    Args:
+        terms: what is searched for.
+        words: ``_title_words(terms.title)`` when the caller has them already.
     """
-    words = _title_words(terms.title)
+    if words is None:
+        words = _title_words(terms.title)
     if not words:
         return []
     title = " ".join(words)
@@ -338,7 +346,9 @@ class Verifier:
             raise NoTargets()
         flags = tuple(identifier_flags(terms))
         id_searches = identifier_searches(terms)
-        if not id_searches and not _title_words(terms.title):
+        # the title's words: needed here only when there is no identifier to search by
+        words = None if id_searches else _title_words(terms.title)
+        if not id_searches and not words:
             raise NothingToVerify(
                 "The citation has no identifier and no title to search for."
                 + (" " + " ".join(flags) if flags else "")
@@ -376,7 +386,7 @@ class Verifier:
         verdict = self._verdict(terms, found)
         if verdict.status != MATCHED:
             # built only when needed: most citations with an identifier stop above
-            for number, clauses in enumerate(text_searches(terms)):
+            for number, clauses in enumerate(text_searches(terms, words)):
                 hits = await run(clauses)
                 if hits > self.max_records and number <= 1 and terms.year.strip():
                     await run(clauses + _year_clauses(terms.year))
