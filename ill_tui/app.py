@@ -12,6 +12,7 @@ import gc
 import logging
 import sys
 from collections.abc import Iterable
+from pathlib import PurePath
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import events
@@ -61,7 +62,13 @@ class IllApp(App[None]):
         clock: where "now" comes from (ages of requests); tests fix it.
     """
 
-    CSS_PATH = SCREENS_DIR / "app.tcss"
+    # The queue's styles load with the app's: the queue is the default screen, which Textual
+    # styles from the app's sheet (a pushed screen's CSS_PATH costs a second parse of every
+    # source, Textual's own included, and a restyle of the whole DOM before the first frame).
+    CSS_PATH: ClassVar[list[str | PurePath]] = [
+        SCREENS_DIR / "app.tcss",
+        SCREENS_DIR / "queue.tcss",
+    ]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding(
             "question_mark",
@@ -110,18 +117,6 @@ class IllApp(App[None]):
         self.call_after_refresh(gc.freeze)
         if self.demo:
             self.add_class("-demo")
-        # Pushed rather than returned by get_default_screen(): Textual loads a screen's
-        # CSS_PATH only for pushed screens (and mode screens).
-        self.push_screen(
-            QueueScreen(
-                self.desk,
-                clock=self.clock,
-                home_currency=self.home_currency,
-                locale=self.locale_name,
-                first_page=self.first_page,
-            )
-        )
-        self.first_page = None
         if self.sender is not None:
             self.run_worker(
                 self.sender.run(self._outbox_stop),
@@ -130,6 +125,17 @@ class IllApp(App[None]):
                 exclusive=True,
                 exit_on_error=False,
             )
+
+    def get_default_screen(self) -> Screen[None]:
+        """The queue screen, the app's base: built with the app, in its first frame."""
+        first, self.first_page = self.first_page, None
+        return QueueScreen(
+            self.desk,
+            clock=self.clock,
+            home_currency=self.home_currency,
+            locale=self.locale_name,
+            first_page=first,
+        )
 
     def on_unmount(self) -> None:
         # The sender finishes the attempt under way and stops; a message it could not record

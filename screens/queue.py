@@ -37,7 +37,6 @@ from ill_tui.services.queue import (
     QueueRow,
     SortKey,
 )
-from screens import SCREENS_DIR
 from screens.base import ReportsWorkerErrors
 from screens.messages import MessagesScreen
 from screens.new_request import Created, NewRequestModal
@@ -108,7 +107,7 @@ def status_phrase(query: QueueQuery) -> str:
 class QueueScreen(ReportsWorkerErrors, Screen[None]):
     """Borrowing and lending queues: table, counts per status, filters, sort and paging."""
 
-    CSS_PATH = SCREENS_DIR / "queue.tcss"
+    # queue.tcss is loaded by the app with its own sheet (the queue is its default screen)
     AUTO_FOCUS = None  # focused in on_mount, before the first frame (no extra footer rebuild)
     help_title: ClassVar[str] = "Queues"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -206,9 +205,11 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         self.query_one(QueueTable).focus()
         first, self._first_page = self._first_page, None
         if first is not None and first.query == self.query_state:
-            # Read before Textual started: the rows go into the screen's very first frame.
+            # Read before Textual started: the rows go in now, before the screen's first
+            # layout, so that one layout and one frame show them (as a message they came a
+            # layout pass later).
             self._generation += 1
-            self.post_message(PageLoaded(self._generation, first))
+            self.on_page_loaded(PageLoaded(self._generation, first))
             self._schedule_counts()
         else:
             # Ask for the first page now, while Textual is still laying the screen out.
@@ -340,7 +341,7 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
 
     def _column_widths(self) -> dict[str, int]:
         # the table's own width: narrower while the status panel is open beside it
-        width = self.query_one(QueueTable).size.width or self.size.width
+        width = self.query_one(QueueTable).size.width or self.size.width or self.app.size.width
         widths = dict(_WIDE_WIDTHS if width >= _WIDE_FROM else _NARROW_WIDTHS)
         widths["title"] = 14  # the least it gets; it stretches to the table's width
         return widths
