@@ -103,7 +103,9 @@ class FrameClock:
 
     Headless Textual composes every update and hands it to ``App._display``, which skips the
     write. We wrap it and render the update to the escape sequences a terminal would receive,
-    so the time includes everything but the terminal's own drawing.
+    so the time includes everything but the terminal's own drawing. An update composed while
+    a batch is open (``App.batch_update``: Textual's own start-up, a held keystroke) is dropped
+    by ``_display`` with a real terminal too, so it is not a frame and is not counted.
     """
 
     frames: list[float] = field(default_factory=list)
@@ -114,7 +116,10 @@ class FrameClock:
         console = app.console
 
         def display(screen: Any, renderable: Any) -> None:
+            dropped = bool(app._batch_count)  # as App._display decides
             original(screen, renderable)
+            if dropped:
+                return
             if renderable is not None and hasattr(renderable, "render_segments"):
                 renderable.render_segments(console)
                 self.frames.append(time.perf_counter())
