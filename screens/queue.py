@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
@@ -172,6 +172,7 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
         self.counts_pending = False
         self._hint_text = ""
         self._reload_on_resume = False
+        self._resumed = False
         self._status_before_panel = OPEN
         self._held: AbstractContextManager[None] | None = None
         self._hold_timer: Timer | None = None
@@ -215,7 +216,14 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
             # Ask for the first page now, while Textual is still laying the screen out.
             self.reload()
 
-    def on_screen_resume(self) -> None:
+    def on_screen_resume(self, event: events.ScreenResume) -> None:
+        if not self._resumed:
+            # The first resume is the app starting: every widget was styled as it mounted a
+            # moment ago. Textual's handler (it runs after this one) would restyle them all
+            # again before the first frame; later resumes (back from a dialog) still do.
+            self._resumed = True
+            event.refresh_styles = False
+            return
         # Back from a screen that may have changed requests (detail, status change).
         # Dialogs that change nothing (status panel, keys, palette) do not cost a reload;
         # the new-request form reloads through its own callback.
