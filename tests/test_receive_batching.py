@@ -8,6 +8,7 @@ same rows, so a partner's request looks the same to staff whichever way it came 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -398,3 +399,66 @@ def test_concurrent_posts_over_http_are_batched_and_applied_once(
     assert len(_rows(engine, IsoMessage)) == 31
     assert sum(batches) == 40
     assert max(batches) > 1  # they did wait for the writer and went in together
+
+
+def _sequential_senders(
+    sqlite_url: str, clock: FixedClock, *, senders: int, each: int, gather: float
+) -> tuple[list[int], float]:
+    """``senders`` partners, each POSTing ``each`` requests one after the other (as an outbox
+    does) to a real server; returns the batch sizes the writer took and the seconds taken."""
+    engine = _with_partner(open_database(sqlite_url))
+    codec = Iso18626Codec()
+    settings = Settings(database_url=sqlite_url, agency_id_type=US.type, agency_id_value=US.value)
+    batches: list[int] = []
+
+    def receive_many(
+        inbound: Sequence[tuple[p.AgencyMessage, bytes, datetime]],
+    ) -> list[p.Confirmation | Exception]:
+        batches.append(len(inbound))
+        return exchange.receive_many(engine, inbound, codec=codec, settings=settings, clock=clock)
+
+    def receive(message: p.AgencyMessage, raw: bytes, _at: datetime) -> p.Confirmation:
+        raise AssertionError("every message goes through receive_many")
+
+    async def sender(url: str, n: int) -> None:
+        async with httpx.AsyncClient(timeout=30) as client:
+            for i in range(each):
+                body = codec.build(_request(f"S{n}-{i}"))
+                response = await client.post(
+                    url, content=body, headers={"Content-Type": "application/xml"}
+                )
+                answer = codec.parse(response.content)
+                assert isinstance(answer, p.RequestConfirmation)
+                assert p.is_ok(answer)
+
+    async def send_all(url: str) -> float:
+        started = time.perf_counter()
+        await asyncio.gather(*(sender(url, n) for n in range(senders)))
+        return time.perf_counter() - started
+
+    app = make_app(receive, receive_many=receive_many, clock=clock, gather=gather)
+    try:
+        with ThreadServer(app) as server:
+            seconds = asyncio.run(send_all(server.url))
+        assert len(_rows(engine, Request)) == senders * each
+    finally:
+        engine.dispose()
+    return batches, seconds
+
+
+def test_the_writer_gathers_the_partners_it_just_answered_into_one_commit(
+    sqlite_url: str, clock: FixedClock
+) -> None:
+    """Four partners sending one after another: their messages share commits."""
+    batches, _ = _sequential_senders(sqlite_url, clock, senders=4, each=10, gather=0.2)
+    assert sum(batches) == 40
+    # Without gathering, the writer takes whoever is waiting the moment it is free, and
+    # four senders fall into turns of one or two; gathering waits for those just answered.
+    assert sorted(batches)[len(batches) // 2] == 4, batches
+
+
+def test_a_lone_partner_is_not_kept_waiting_for_others(sqlite_url: str, clock: FixedClock) -> None:
+    """Gathering only waits while other messages wait: one sender never pays the delay."""
+    batches, seconds = _sequential_senders(sqlite_url, clock, senders=1, each=10, gather=0.5)
+    assert batches == [1] * 10
+    assert seconds < 5 * 0.5  # ten messages; waiting for others would take 10 x 0.5 s

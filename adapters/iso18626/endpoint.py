@@ -143,6 +143,7 @@ def make_app(
     background: Callable[[asyncio.Event], Any] | None = None,
     concurrency: int = 16,
     max_batch: int = 64,
+    gather: float = 0.001,
 ) -> Starlette:
     """Build the endpoint.
 
@@ -161,6 +162,13 @@ def make_app(
             PostgreSQL gains from more. With 1, or with ``receive_many``, one writer handles
             the waiting messages in batches.
         max_batch: the most messages one writer turn takes.
+        gather: group commit: after answering a batch, the writer waits up to this many
+            seconds for as many more messages as it just answered (partners whose answer
+            just went out usually send their next message at once), so that one commit
+            serves them all; it starts as soon as that many are waiting, so a partner on its
+            own is not held up. Each commit costs about a millisecond and a
+            half whatever the batch holds, so fewer, fuller batches cost less per message.
+            0 turns it off.
     """
     limiter: anyio.CapacityLimiter | None = None  # made on the loop, at the first message
 
@@ -218,12 +226,34 @@ def make_app(
     waiting: list[tuple[_Inbound, asyncio.Future[p.Confirmation]]] = []
     writer: asyncio.Task[None] | None = None
 
+    arrived: asyncio.Event | None = None  # set whenever a message joins ``waiting``
+
+    async def gather_more(wanted: int) -> None:
+        """Wait until ``wanted`` messages are waiting, or ``gather`` seconds have passed."""
+        assert arrived is not None
+        deadline = time.perf_counter() + gather
+        while len(waiting) < wanted:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                return
+            arrived.clear()
+            try:
+                await asyncio.wait_for(arrived.wait(), left)
+            except TimeoutError:
+                return
+
     async def write_waiting() -> None:
         nonlocal writer
+        answered = 0
         try:
-            while waiting:
+            while True:
+                if gather > 0 and answered:
+                    await gather_more(min(max_batch, len(waiting) + answered))
+                if not waiting:
+                    break
                 batch = waiting[:max_batch]
                 del waiting[:max_batch]
+                answered = len(batch)
                 try:
                     outcomes = await anyio.to_thread.run_sync(
                         store_batch, [item for item, _ in batch]
@@ -256,6 +286,10 @@ def make_app(
             return parsed.answer
         future: asyncio.Future[p.Confirmation] = asyncio.get_running_loop().create_future()
         waiting.append((parsed, future))
+        nonlocal arrived
+        if arrived is None:  # made on the loop that serves
+            arrived = asyncio.Event()
+        arrived.set()
         if writer is None:
             writer = asyncio.create_task(write_waiting())
         # shield: a client that goes away must not cancel the others' batch

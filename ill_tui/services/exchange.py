@@ -1245,6 +1245,13 @@ _LENDING_BY_PARTNER_IDS = sa.select(_REQUEST.c.partner_request_id).where(
     _REQUEST.c.partner_id == sa.bindparam("partner_id"),  # ix_request_partner_request
     _REQUEST.c.partner_request_id.in_(sa.bindparam("partner_request_ids", expanding=True)),
 )
+# Built once: SQLAlchemy then finds each statement's compiled form by a remembered key.
+_INSERT_REQUESTS = _REQUEST.insert().returning(
+    _REQUEST.c.id, _REQUEST.c.partner_id, _REQUEST.c.partner_request_id
+)
+_INSERT_EVENT = _EVENT.insert()
+_INSERT_NOTE = _NOTE.insert()
+_INSERT_MESSAGE = _MESSAGE.insert()
 _SET_EXCHANGE_IDS = (
     _REQUEST.update()
     .where(_REQUEST.c.id.in_(sa.bindparam("ids", expanding=True)))
@@ -1516,9 +1523,7 @@ def _insert_requests(
     made = {
         (partner_id, rid): int(request_id)
         for request_id, partner_id, rid in conn.execute(
-            _REQUEST.insert().returning(
-                _REQUEST.c.id, _REQUEST.c.partner_id, _REQUEST.c.partner_request_id
-            ),
+            _INSERT_REQUESTS,
             rows,
         )
     }
@@ -1557,10 +1562,10 @@ def _insert_requests(
                 "confirmation_status": p.MessageStatus.OK.value,
             }
         )
-    conn.execute(_EVENT.insert(), events)
+    conn.execute(_INSERT_EVENT, events)
     if note_rows:
-        conn.execute(_NOTE.insert(), note_rows)
-    conn.execute(_MESSAGE.insert(), log_rows)
+        conn.execute(_INSERT_NOTE, note_rows)
+    conn.execute(_INSERT_MESSAGE, log_rows)
 
 
 def _row_values(
