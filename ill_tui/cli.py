@@ -770,6 +770,10 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
     )
+    # One line per message: skip what the format never shows (the logging HOWTO's
+    # "Optimization": caller lookup, thread and process names).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     url = f"http://{host}:{port}/iso18626"
     us = f"{settings.agency_id_type}:{settings.agency_id_value}"
     click.echo(

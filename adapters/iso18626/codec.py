@@ -571,6 +571,14 @@ def _safe_parser() -> etree.XMLParser:
     )
 
 
+def _reading_parser() -> etree.XMLParser:
+    """This thread's safe parser for messages (made once per thread, reused)."""
+    parser: etree.XMLParser | None = getattr(_thread_state, "parser", None)
+    if parser is None:
+        parser = _thread_state.parser = _safe_parser()
+    return parser
+
+
 def _parse_xml(data: bytes) -> etree._Element:
     # Refuse a DOCTYPE before libxml2 reads it (cheap, covers ASCII-compatible encodings) ...
     # Markup cannot appear unescaped in text, so only a CDATA section or a comment quoting
@@ -578,7 +586,7 @@ def _parse_xml(data: bytes) -> etree._Element:
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         raise UnsafeXml("A DOCTYPE or entity declaration is not allowed in an ISO 18626 message.")
     try:
-        root = etree.fromstring(data, _safe_parser())
+        root = etree.fromstring(data, _reading_parser())
     except etree.XMLSyntaxError as error:
         raise NotXml(f"Not well-formed XML: {error}") from error
     except ValueError as error:  # e.g. a str with an encoding declaration
@@ -610,6 +618,11 @@ def _local(element: etree._Element) -> str:
 
 def _ns(element: etree._Element) -> str | None:
     return etree.QName(element).namespace
+
+
+@functools.cache
+def _name_set(names: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(names)
 
 
 class _Children:
@@ -653,7 +666,7 @@ class _Reader:
     # -- structure
 
     def children(self, element: etree._Element, path: str, known: Iterable[str]) -> _Children:
-        names = known if isinstance(known, frozenset) else frozenset(known)
+        names = known if isinstance(known, frozenset) else _name_set(tuple(known))
         by_name: dict[str, list[etree._Element]] = {}
         prefix_length = len(_Q)
         for child in element:
@@ -1378,6 +1391,7 @@ _BIB_STRINGS = (
 _BIB_REPEATED = ("bibliographicItemId", "bibliographicRecordId")
 
 
+@functools.cache
 def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
