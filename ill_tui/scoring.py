@@ -100,6 +100,22 @@ def fold(text: str | None) -> str:
 _NON_WORD = re.compile(r"[\W_]+")
 
 
+class _WithoutCombining(dict[int, int | None]):
+    """A ``str.translate`` table that drops combining marks and keeps every other character.
+
+    Filled as characters are met (``unicodedata.combining`` once per code point), so a title
+    is stripped of its accents in C instead of a Python loop over its characters.
+    """
+
+    def __missing__(self, code: int) -> int | None:
+        kept = None if unicodedata.combining(chr(code)) else code
+        self[code] = kept
+        return kept
+
+
+_WITHOUT_COMBINING = _WithoutCombining()
+
+
 @functools.lru_cache(maxsize=8192)
 def _fold(text: str) -> str:
     # Cached: a citation's fields are folded once per candidate, and a batch sees the same
@@ -110,7 +126,7 @@ def _fold(text: str) -> str:
         # round (mathematical letters, ligatures), and fold must be stable when applied again.
         for _ in range(2):
             decomposed = unicodedata.normalize("NFKD", plain.casefold().translate(_SPECIAL))
-            plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+            plain = decomposed.translate(_WITHOUT_COMBINING)
     else:
         plain = plain.lower()
     plain = plain.replace("&", " and ")
@@ -133,14 +149,21 @@ def fold_title(text: str | None) -> str:
     return " ".join(words)
 
 
+# Patterns compiled once: scoring runs for every record of every search.
+_SUBTITLE = re.compile(r"\s*[:;=/]\s*|\s+-\s+|\.\s")
+_YEAR = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b")
+_NAME_DATES = re.compile(r"[\d?-]{4,}.*$")
+_NUMBER = re.compile(r"\d+")
+
+
 def main_title(text: str | None) -> str:
     """The title before its subtitle (``:`` ``;`` `` / `` or `` = ``), folded."""
-    head = re.split(r"\s*[:;=/]\s*|\s+-\s+|\.\s", text or "", maxsplit=1)[0]
+    head = _SUBTITLE.split(text or "", maxsplit=1)[0]
     return fold_title(head)
 
 
 def _year(text: str | None) -> int | None:
-    match = re.search(r"\b(1[0-9]{3}|20[0-9]{2})\b", text or "")
+    match = _YEAR.search(text or "")
     return int(match.group(1)) if match else None
 
 
@@ -199,7 +222,8 @@ _TRAILING_ISBD = re.compile(r"[\s/:;,=]+$")
 def _clean(text: str) -> str:
     """Drop ISBD punctuation at the end of a subfield ("Chicago," -> "Chicago")."""
     text = " ".join(text.split()).strip("[] ")
-    text = _TRAILING_ISBD.sub("", text)
+    if text.endswith(("/", ":", ";", ",", "=")):  # it cannot end in a blank here
+        text = _TRAILING_ISBD.sub("", text)
     if text.endswith(".") and not _ABBREVIATION.search(text):
         text = text.rstrip(". ")
     return text.strip("[] ")
@@ -379,7 +403,7 @@ def title_similarity(cited: str | None, title: str, main: str = "") -> float:
 def _name_forms(name: str) -> tuple[str, str]:
     """(folded name, surname): "Arguedas, José María, 1911-1969" -> ("arguedas jose maria",
     "arguedas"); "José María Arguedas" -> (..., "arguedas")."""
-    without_dates = re.sub(r"[\d?-]{4,}.*$", "", name)
+    without_dates = _NAME_DATES.sub("", name)
     folded = fold(without_dates)
     words = folded.split()
     if not words:
@@ -437,7 +461,7 @@ def _edition_similarity(cited: str | None, value: str) -> float | None:
     a, b = fold(cited), fold(value)
     if not a:
         return None
-    numbers_a, numbers_b = re.findall(r"\d+", a), re.findall(r"\d+", b)
+    numbers_a, numbers_b = _NUMBER.findall(a), _NUMBER.findall(b)
     if numbers_a and numbers_b:
         return 100.0 if numbers_a[0] == numbers_b[0] else 0.0
     if not b:

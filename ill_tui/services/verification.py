@@ -143,12 +143,19 @@ def identifier_flags(terms: SearchTerms) -> list[str]:
 _IDENTIFIER_KINDS = (("isbn", "isbn"), ("issn", "issn"), ("oclc_number", "oclc"), ("lccn", "lccn"))
 
 
+# Compiled once: every verification builds its searches with them.
+_AUTHOR_SEPARATOR = re.compile(r";| and | & ")
+_BLANKS = re.compile(r"\s+")
+_SUBTITLE = re.compile(r"\s*[:;=/]\s*|\s+-\s+")
+_APOSTROPHE = re.compile(r"(\w)['’](\w)")
+
+
 def _surname(author: str) -> str:
     """The word a catalog's author index surely has: the (first) surname."""
-    first = re.split(r";| and | & ", unicodedata.normalize("NFC", author), maxsplit=1)[0]
+    first = _AUTHOR_SEPARATOR.split(unicodedata.normalize("NFC", author), maxsplit=1)[0]
     if "," in first:
         return first.split(",", 1)[0].strip()
-    words = [w for w in re.split(r"\s+", first.strip()) if w and not w.endswith(".")]
+    words = [w for w in _BLANKS.split(first.strip()) if w and not w.endswith(".")]
     return words[-1] if words else first.strip()
 
 
@@ -162,8 +169,8 @@ def _title_words(title: str) -> list[str]:
     # Composed characters: a decomposed "í" (i + combining accent, as MARC-8 records and
     # some pasted text have it) would otherwise split the word in two at the accent.
     main = unicodedata.normalize("NFC", title)
-    main = re.split(r"\s*[:;=/]\s*|\s+-\s+", main, maxsplit=1)[0]
-    main = re.sub(r"(\w)['’](\w)", r"\1\2", main)
+    main = _SUBTITLE.split(main, maxsplit=1)[0]
+    main = _APOSTROPHE.sub(r"\1\2", main)
     words: list[str] = []
     for token in main.split():
         if token.isalnum():  # most words: nothing to drop
