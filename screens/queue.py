@@ -108,7 +108,10 @@ class QueueScreen(ReportsWorkerErrors, Screen[None]):
     """Borrowing and lending queues: table, counts per status, filters, sort and paging."""
 
     # queue.tcss is loaded by the app with its own sheet (the queue is its default screen)
-    AUTO_FOCUS = None  # focused in on_mount, before the first frame (no extra footer rebuild)
+    # The table has the focus from the start. (None would mean the app's "*": Textual would
+    # focus the search box, the first focusable widget, as the screen composes, and on_mount
+    # would move the focus on: two focus changes, each restyling, before the first frame.)
+    AUTO_FOCUS = "#queue-table"
     help_title: ClassVar[str] = "Queues"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("b", "show_direction('borrowing')", "Borrowing", id="queue.borrowing",
