@@ -94,6 +94,15 @@ def _request(
     )
 
 
+def _raw_rows(engine: Engine, table: str) -> list[dict[str, Any]]:
+    """The rows as the driver returns them (no SQLAlchemy type conversion), by id."""
+    with engine.connect() as conn:
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(f"SELECT * FROM {table} ORDER BY id")
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
 def _receive(engine: Engine, message: p.AgencyMessage, clock: FixedClock) -> p.Confirmation:
     codec = Iso18626Codec()
     raw = codec.build(message)
@@ -151,12 +160,28 @@ def test_plain_request_stores_the_same_rows_as_the_orm_path(
     assert [text for _, _, text in core_notes][0] == "Note from Borrowing Library: Please hurry"
     assert "SYSNO 42 kept only here" in core_notes[1][2]
 
+    # and as the database holds them, before any type conversion on the way out: the
+    # batch path's values are written exactly as the ORM writes them
+    raw_core, raw_orm = _raw_rows(lender, "request")
+    assert {k: v for k, v in raw_core.items() if k not in ignore} == {
+        k: v for k, v in raw_orm.items() if k not in ignore
+    }
+    raw_core_event, raw_orm_event = _raw_rows(lender, "event")
+    apart = {"id", "request_id", "reason"}  # the reasons name each its own request
+    assert {k: v for k, v in raw_core_event.items() if k not in apart} == {
+        k: v for k, v in raw_orm_event.items() if k not in apart
+    }
+
     first, second = _rows(lender, IsoMessage)
     assert first["request_id"] == core["id"]
     assert second["request_id"] == orm["id"]
     ignore = {"id", "request_id", "agency_request_id", "summary", "body", "digest", "confirmation"}
     assert {k: v for k, v in first.items() if k not in ignore} == {
         k: v for k, v in second.items() if k not in ignore
+    }
+    raw_first, raw_second = _raw_rows(lender, "iso_message")
+    assert {k: v for k, v in raw_first.items() if k not in ignore} == {
+        k: v for k, v in raw_second.items() if k not in ignore
     }
     assert first["state"] == "applied"
     assert first["confirmation_status"] == "OK"

@@ -62,7 +62,7 @@ from ill_tui import identifiers, workflow
 from ill_tui import protocol as p
 from ill_tui.clock import Clock, utcnow
 from ill_tui.config import Settings
-from ill_tui.db import session_scope
+from ill_tui.db import BulkInsert, session_scope
 from ill_tui.models import (
     Direction,
     Event,
@@ -1245,13 +1245,6 @@ _LENDING_BY_PARTNER_IDS = sa.select(_REQUEST.c.partner_request_id).where(
     _REQUEST.c.partner_id == sa.bindparam("partner_id"),  # ix_request_partner_request
     _REQUEST.c.partner_request_id.in_(sa.bindparam("partner_request_ids", expanding=True)),
 )
-# Built once: SQLAlchemy then finds each statement's compiled form by a remembered key.
-_INSERT_REQUESTS = _REQUEST.insert().returning(
-    _REQUEST.c.id, _REQUEST.c.partner_id, _REQUEST.c.partner_request_id
-)
-_INSERT_EVENT = _EVENT.insert()
-_INSERT_NOTE = _NOTE.insert()
-_INSERT_MESSAGE = _MESSAGE.insert()
 _SET_EXCHANGE_IDS = (
     _REQUEST.update()
     .where(_REQUEST.c.id.in_(sa.bindparam("ids", expanding=True)))
@@ -1280,6 +1273,43 @@ _REQUEST_ROW = {
     **_REQUEST_DEFAULTS,
     **{name: _REQUEST_DEFAULTS.get(name) for name in _CITATION_COLUMNS},
 }
+
+
+# The batch's multi-row INSERTs: every row of one gives the same columns.
+_INSERT_REQUESTS = BulkInsert(
+    _REQUEST,
+    [
+        *_REQUEST_ROW,
+        *(
+            name
+            for name in (
+                "direction", "status", "partner_id", "partner_request_id", "needed_by",
+                "max_cost", "max_cost_currency", "created_at", "updated_at",
+            )
+            if name not in _REQUEST_ROW
+        ),
+    ],
+    returning=("id", "partner_id", "partner_request_id"),
+)  # fmt: skip
+_INSERT_EVENT = BulkInsert(
+    _EVENT, ["request_id", "actor", "at", "from_status", "to_status", "reason"]
+)
+_INSERT_NOTE = BulkInsert(_NOTE, ["request_id", "author", "at", "text"])
+_INSERT_MESSAGE = BulkInsert(
+    _MESSAGE,
+    [
+        *_MESSAGE_DEFAULTS,
+        *(
+            name
+            for name in (
+                "direction", "kind", "peer", "agency_request_id", "summary", "body", "digest",
+                "created_at", "partner_id", "request_id", "state", "confirmation",
+                "confirmation_status",
+            )
+            if name not in _MESSAGE_DEFAULTS
+        ),
+    ],
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -1522,10 +1552,7 @@ def _insert_requests(
     # matched to its row by (partner, partner's request id), unique within the batch.
     made = {
         (partner_id, rid): int(request_id)
-        for request_id, partner_id, rid in conn.execute(
-            _INSERT_REQUESTS,
-            rows,
-        )
+        for request_id, partner_id, rid in _INSERT_REQUESTS.execute(conn, rows)
     }
     request_ids = [made[(row["partner_id"], row["partner_request_id"])] for row in rows]
     # Our supplyingAgencyRequestId: the request's own number, unique among ours.
@@ -1562,10 +1589,10 @@ def _insert_requests(
                 "confirmation_status": p.MessageStatus.OK.value,
             }
         )
-    conn.execute(_INSERT_EVENT, events)
+    _INSERT_EVENT.execute_many(conn, events)
     if note_rows:
-        conn.execute(_INSERT_NOTE, note_rows)
-    conn.execute(_INSERT_MESSAGE, log_rows)
+        _INSERT_NOTE.execute_many(conn, note_rows)
+    _INSERT_MESSAGE.execute_many(conn, log_rows)
 
 
 def _row_values(
