@@ -240,10 +240,8 @@ def _local(tag: object) -> str:
 
 
 def _child(parent: etree._Element, name: str) -> etree._Element | None:
-    for child in parent:
-        if _local(child.tag) == name:
-            return child
-    return None
+    # "{*}name": any namespace or none, matched by lxml without making each child's tag text
+    return next(parent.iterchildren(f"{{*}}{name}"), None)
 
 
 def _child_text(parent: etree._Element, name: str) -> str | None:
@@ -304,21 +302,15 @@ def marc_view(element: etree._Element, tags: frozenset[str]) -> MarcFields:
     records that are stored or shown (``CatalogRecord.record``).
     """
     fields: list[MarcField] = []
-    for node in element:
-        kind = node.tag
-        if isinstance(kind, str) and kind not in _KNOWN:
-            kind = _local(kind)
-        is_data = kind in _DATAS
-        if not is_data and kind not in _CONTROLS:
-            continue
+    # lxml picks the fields by local name in any namespace (as marc_from_element reads them),
+    # in record order, without making a tag text for every element.
+    for node in element.iterchildren("{*}datafield", "{*}controlfield"):
         tag = node.get("tag", "   ")
-        if tag not in tags and not (tag.isdigit() and len(tag) != 3 and f"{int(tag):03}" in tags):
+        if tag not in tags and not (len(tag) != 3 and tag.isdigit() and f"{int(tag):03}" in tags):
             continue
-        if is_data:
+        if str(node.tag).endswith("datafield"):
             subfields = [
-                (sub.get("code", " "), sub.text or "")
-                for sub in node
-                if sub.tag in _SUBFIELDS or _local(sub.tag) == "subfield"
+                (sub.get("code", " "), sub.text or "") for sub in node.iterchildren("{*}subfield")
             ]
             indicators = (node.get("ind1", " "), node.get("ind2", " "))
             fields.append(MarcField(tag, indicators=indicators, subfields=subfields))
@@ -416,9 +408,7 @@ def parse_response(target: Target, body: bytes, query: str = "") -> SearchResult
         )
     total_text = _child_text(root, "numberOfRecords")
     records_node = _child(root, "records")
-    sru_records = (
-        [] if records_node is None else [r for r in records_node if _local(r.tag) == "record"]
-    )
+    sru_records = [] if records_node is None else list(records_node.iterchildren("{*}record"))
     if diagnostics and not sru_records:
         first = diagnostics[0]
         raise diagnostic_error(

@@ -229,7 +229,7 @@ class MarcField:
         subfields: a data field's (code, value) pairs.
         data: a control field's value.
         """
-        if tag.isdigit() and len(tag) != 3:
+        if len(tag) != 3 and tag.isdigit():
             tag = f"{int(tag):03}"
         self.tag = tag
         self.control_field = tag < "010" and tag.isdigit()
