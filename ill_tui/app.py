@@ -101,6 +101,8 @@ class IllApp(App[None]):
         self.locale_name = settings.locale if settings else "en_US"
         self.home_currency = settings.home_currency if settings else "USD"
         if demo:
+            # set before the first styling (no restyle of every widget once they are up)
+            self.add_class("-demo", update=False)
             self.title = DEMO_TITLE
             self.sub_title = "training data, not live"
         else:
@@ -115,8 +117,6 @@ class IllApp(App[None]):
         # Everything built so far (Textual, SQLAlchemy, the screens) lives as long as the app:
         # move it out of the collector's way so full collections stop pausing the UI (~25 ms).
         self.call_after_refresh(gc.freeze)
-        if self.demo:
-            self.add_class("-demo")
         if self.sender is not None:
             self.run_worker(
                 self.sender.run(self._outbox_stop),

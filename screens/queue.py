@@ -107,7 +107,7 @@ def status_phrase(query: QueueQuery) -> str:
 class QueueScreen(ReportsWorkerErrors, Screen[None]):
     """Borrowing and lending queues: table, counts per status, filters, sort and paging."""
 
-    # queue.tcss is loaded by the app with its own sheet (the queue is its default screen)
+    # (queue.tcss is loaded by the app with its own sheet: the queue is its default screen.)
     # The table has the focus from the start. (None would mean the app's "*": Textual would
     # focus the search box, the first focusable widget, as the screen composes, and on_mount
     # would move the focus on: two focus changes, each restyling, before the first frame.)
