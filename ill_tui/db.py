@@ -170,10 +170,11 @@ class WalCheckpointer:
 
     Args:
         path: the database file.
-        interval: seconds between checkpoints.
+        interval: seconds between checkpoints. A page written again and again between two
+            checkpoints (an index's root, the text index's newest segment) is copied once.
     """
 
-    def __init__(self, path: str | Path, *, interval: float = 0.05) -> None:
+    def __init__(self, path: str | Path, *, interval: float = 0.25) -> None:
         self.path = str(path)
         self.interval = interval
         self._stop = threading.Event()
