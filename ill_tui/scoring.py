@@ -230,8 +230,16 @@ def _clean(text: str) -> str:
 
 
 def _subfields(f: AnyField, codes: str) -> list[str]:
-    cleaned = (_clean(v) for code in codes for v in f.get_subfields(code) if v)
-    return [v for v in cleaned if v]
+    """The cleaned, non-empty values of subfields ``codes``: all of the first code, then
+    all of the next (not record order)."""
+    found: list[str] = []
+    for code in codes:
+        for value in f.get_subfields(code):
+            if value:
+                cleaned = _clean(value)
+                if cleaned:
+                    found.append(cleaned)
+    return found
 
 
 _NORMALISERS = {
