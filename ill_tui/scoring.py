@@ -127,6 +127,10 @@ def _fold(text: str) -> str:
         for _ in range(2):
             decomposed = unicodedata.normalize("NFKD", plain.casefold().translate(_SPECIAL))
             plain = decomposed.translate(_WITHOUT_COMBINING)
+            if plain.isascii():
+                # what the second round would do to plain ASCII (NFKD may give capitals)
+                plain = plain.lower()
+                break
     else:
         plain = plain.lower()
     plain = plain.replace("&", " and ")
