@@ -179,6 +179,8 @@ class WalCheckpointer:
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.runs = 0
+        """How many checkpoints the thread has made."""
 
     def checkpoint(self) -> tuple[int, int, int]:
         """One PASSIVE checkpoint now: (busy, frames in the WAL, frames copied back)."""
@@ -210,6 +212,7 @@ class WalCheckpointer:
             stopping = self._stop.wait(self.interval)
             try:
                 self.checkpoint()
+                self.runs += 1
             except sqlite3.Error:
                 log.warning("WAL checkpoint of %s failed; trying again", self.path, exc_info=True)
             if stopping:
