@@ -1416,9 +1416,10 @@ def _plain_requests_on(
     """Receive plain new requests in the caller's transaction on ``conn``, set by set.
 
     The same checks, rows and answers as receiving each on its own in ``batch`` order, with
-    a few statements for the whole batch instead of seven per message: the partners, the
-    repeats and the request ids in use are read with one query each, and the requests,
-    their Events, notes and message-log rows are written with one multi-row INSERT each.
+    a few statements for the whole batch instead of seven per message: the repeats are read
+    with one query, each sending partner and the request ids it has in use with one query
+    per partner, and the requests, their Events, notes and message-log rows are written
+    with one multi-row INSERT each.
     Every check that can refuse a message comes before the first write, and a message
     answered with a ``Refusal`` leaves nothing in the transaction (the caller receives it
     again on its own, which stores it as refused).
