@@ -98,6 +98,7 @@ def fold(text: str | None) -> str:
 
 
 _NON_WORD = re.compile(r"[\W_]+")
+_ASCII_NON_WORD = str.maketrans({chr(c): " " for c in range(128) if not chr(c).isalnum()})
 
 
 class _WithoutCombining(dict[int, int | None]):
@@ -134,6 +135,9 @@ def _fold(text: str) -> str:
     else:
         plain = plain.lower()
     plain = plain.replace("&", " and ")
+    if plain.isascii():
+        # the same as the pattern below for ASCII (letters and digits kept), in C
+        return " ".join(plain.translate(_ASCII_NON_WORD).split())
     return " ".join(_NON_WORD.sub(" ", plain).split())
 
 
