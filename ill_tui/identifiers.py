@@ -67,9 +67,9 @@ def normalise_isbn(value: str) -> str:
         WrongCheckDigit: the check digit does not match.
         InvalidIdentifier: not 10 or 13 digits, or not an ISBN at all.
     """
-    compact = _isbn.compact(_unlabelled(value, _ISBN_LABEL))
     try:
-        _isbn.validate(compact)
+        # one pass: compact, check, and convert an ISBN-10 to its ISBN-13
+        isbn13 = _isbn.validate(_unlabelled(value, _ISBN_LABEL), convert=True)
     except InvalidChecksum:
         raise WrongCheckDigit("ISBN", value) from None
     except InvalidLength:
@@ -78,7 +78,7 @@ def normalise_isbn(value: str) -> str:
         ) from None
     except (InvalidFormat, InvalidComponent):
         raise InvalidIdentifier("ISBN", value, "is not an ISBN.") from None
-    return str(_isbn.to_isbn13(compact))
+    return str(isbn13)
 
 
 def isbn10(value: str) -> str | None:
