@@ -793,6 +793,8 @@ def serve(
         port=port,
         log_level="warning",
         access_log=False,
+        # nothing here reads the client's address, so X-Forwarded-For is not worth parsing
+        proxy_headers=False,
         lifespan="on",
         timeout_graceful_shutdown=10,
     )

@@ -307,3 +307,17 @@ def test_serve_refuses_a_public_address_without_allow_remote(tmp_path: Path) -> 
     assert "not a loopback address" in result.output
     assert "--allow-remote" in result.output
     assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize("request_id", ["Bestilling-ø-1", "Заявка-7", "R-1\nX-Evil: yes"])
+def test_a_request_id_no_http_header_can_carry_is_still_confirmed(
+    server: ServeProcess, request_id: str
+) -> None:
+    """X-Request-ID echoes the id only when a header can hold it; the message is confirmed
+    and stored once either way (a 500 here would make the partner send it for ever)."""
+    response = post_xml(server.url, request_body(request_id))
+    assert p.is_ok(confirmation(response))
+    echoed = response.headers.get("x-request-id")
+    assert echoed in (request_id, None)
+    assert "x-evil" not in response.headers
+    assert lending_requests(server, request_id) == 1

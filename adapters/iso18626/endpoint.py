@@ -94,8 +94,23 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def header_value(text: str | None) -> str | None:
+    """``text`` if an HTTP header can carry it as it is (printable Latin-1), else None."""
+    if not text or not text.isprintable():
+        return None
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return None
+    return text
+
+
 def _xml_response(body: bytes, request_id: str | None) -> Response:
-    headers = {"X-Request-ID": request_id} if request_id else {}
+    # The partner's request id is echoed as crosslink does, when a header can hold it: an id
+    # in another script or with a line break would make the answer fail after the message
+    # was stored, and the partner would send it again and again.
+    echoed = header_value(request_id)
+    headers = {"X-Request-ID": echoed} if echoed else {}
     return Response(body, media_type="application/xml", headers=headers)
 
 

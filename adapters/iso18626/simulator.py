@@ -67,6 +67,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from adapters.iso18626 import codec
+from adapters.iso18626.endpoint import header_value
 from ill_tui import protocol as p
 from ill_tui.clock import Clock, utcnow
 
@@ -412,9 +413,9 @@ class PartnerSimulator:
         return PlainTextResponse("invalid ISO18626 message", 400)
 
     def _xml(self, message: p.Message, request_id: str) -> Response:
-        return Response(
-            codec.build(message), media_type=XML, headers={"X-Request-ID": request_id or ""}
-        )
+        echoed = header_value(request_id)  # not every id fits in an HTTP header
+        headers = {"X-Request-ID": echoed} if echoed else {}
+        return Response(codec.build(message), media_type=XML, headers=headers)
 
     def _confirm(
         self,
