@@ -8,6 +8,7 @@ stores it once.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -321,3 +322,37 @@ def test_a_request_id_no_http_header_can_carry_is_still_confirmed(
     assert echoed in (request_id, None)
     assert "x-evil" not in response.headers
     assert lending_requests(server, request_id) == 1
+
+
+def test_serve_on_one_cpu_runs_there_and_answers(tmp_path: Path) -> None:
+    """--cpu N keeps every thread of the server on that CPU; a CPU it may not use is named."""
+    allowed = sorted(os.sched_getaffinity(0))
+    refused = CliRunner().invoke(
+        cli, ["serve", "--db", str(tmp_path / "x.db"), "--cpu", str(max(allowed) + 1)]
+    )
+    assert refused.exit_code == 1
+    assert f"may run on CPUs {allowed} only" in refused.output
+
+    url = sqlite_url(tmp_path / "lender.db")
+    engine = open_database(url)
+    with session_scope(engine) as session:
+        session.add(
+            Partner(agency_id_type="ISIL", agency_id_value="DK-A", name="Library A",
+                    country="DK", currency="DKK")
+        )  # fmt: skip
+    engine.dispose()
+    cpu = allowed[-1]
+    proc = ServeProcess(
+        url, agency=str(US), log_path=tmp_path / "serve.log", extra_args=("--cpu", str(cpu))
+    )
+    proc.start()
+    try:
+        assert p.is_ok(confirmation(post_xml(proc.url, request_body("CPU-1"))))
+        assert proc.proc is not None
+        tasks = Path(f"/proc/{proc.proc.pid}/task")
+        for task in tasks.iterdir():  # the event loop, the writer, the checkpointer...
+            status = (task / "status").read_text()
+            line = next(x for x in status.splitlines() if x.startswith("Cpus_allowed_list"))
+            assert line.split(":")[1].strip() == str(cpu)
+    finally:
+        assert proc.stop() == 0
