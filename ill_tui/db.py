@@ -307,3 +307,43 @@ class BulkInsert:
         else:
             params = [{f"r0c{j}": v for j, v in enumerate(row)} for row in values]
         conn.exec_driver_sql(sql, params)
+
+
+class ListStatement:
+    """A statement about a list of values (``x IN (...)``), compiled once per dialect and
+    list length and run with ``exec_driver_sql``, for hot paths where SQLAlchemy's
+    per-call compilation of expanding parameters costs more than the database's work.
+
+    Args:
+        build: ``build(n)`` returns the statement for ``n`` values, whose parameters are
+            ``sa.bindparam("v0")`` ... ``sa.bindparam(f"v{n - 1}")`` plus any named scalars
+            given to ``execute``. Values go to the driver as they are, so they must be
+            ones it takes without conversion: text and integers.
+    """
+
+    def __init__(self, build: Callable[[int], Any]) -> None:
+        self.build = build
+        self._compiled: dict[
+            tuple[str, str, int], tuple[str, tuple[str, ...] | None, dict[str, Any]]
+        ] = {}
+
+    def execute(self, conn: sa.Connection, values: Sequence[Any], **scalars: Any) -> Any:
+        """Run it for ``values`` (and the named ``scalars``); return the result."""
+        dialect = conn.dialect
+        key = (dialect.name, str(dialect.paramstyle), len(values))
+        found = self._compiled.get(key)
+        if found is None:
+            compiled = self.build(len(values)).compile(dialect=dialect)
+            order = tuple(compiled.positiontup or ()) if compiled.positional else None
+            # literal values the statement binds itself (e.g. a direction it always asks for)
+            fixed = {
+                name: bind.effective_value
+                for name, bind in compiled.binds.items()
+                if not (name.startswith("v") and name[1:].isdigit()) and name not in scalars
+            }
+            found = self._compiled[key] = (compiled.string, order, fixed)
+        sql, order, fixed = found
+        params = {**fixed, **scalars, **{f"v{i}": value for i, value in enumerate(values)}}
+        if order is not None:
+            return conn.exec_driver_sql(sql, tuple(params[name] for name in order))
+        return conn.exec_driver_sql(sql, params)

@@ -62,7 +62,7 @@ from ill_tui import identifiers, workflow
 from ill_tui import protocol as p
 from ill_tui.clock import Clock, utcnow
 from ill_tui.config import Settings
-from ill_tui.db import BulkInsert, session_scope
+from ill_tui.db import BulkInsert, ListStatement, session_scope
 from ill_tui.models import (
     Direction,
     Event,
@@ -1237,18 +1237,33 @@ _PARTNER_BY_AGENCY = sa.select(
     sa.func.upper(_PARTNER.c.agency_id_type) == sa.bindparam("agency_type"),
     _PARTNER.c.agency_id_value == sa.bindparam("agency_value"),
 )
-_MESSAGES_BY_DIGESTS = sa.select(
-    _MESSAGE.c.digest, _MESSAGE.c.confirmation_status, _MESSAGE.c.error_type, _MESSAGE.c.error_value
-).where(_MESSAGE.c.digest.in_(sa.bindparam("digests", expanding=True)))
-_LENDING_BY_PARTNER_IDS = sa.select(_REQUEST.c.partner_request_id).where(
-    _REQUEST.c.direction == Direction.LENDING.value,
-    _REQUEST.c.partner_id == sa.bindparam("partner_id"),  # ix_request_partner_request
-    _REQUEST.c.partner_request_id.in_(sa.bindparam("partner_request_ids", expanding=True)),
+
+
+def _values(n: int) -> list[sa.BindParameter[Any]]:
+    return [sa.bindparam(f"v{i}") for i in range(n)]
+
+
+_MESSAGES_BY_DIGESTS = ListStatement(
+    lambda n: sa.select(
+        _MESSAGE.c.digest,
+        _MESSAGE.c.confirmation_status,
+        _MESSAGE.c.error_type,
+        _MESSAGE.c.error_value,
+    ).where(_MESSAGE.c.digest.in_(_values(n)))
 )
-_SET_EXCHANGE_IDS = (
-    _REQUEST.update()
-    .where(_REQUEST.c.id.in_(sa.bindparam("ids", expanding=True)))
-    .values(exchange_id=sa.cast(_REQUEST.c.id, sa.String))
+_LENDING_BY_PARTNER_IDS = ListStatement(
+    lambda n: sa.select(_REQUEST.c.partner_request_id).where(
+        _REQUEST.c.direction == Direction.LENDING.value,
+        _REQUEST.c.partner_id == sa.bindparam("partner_id"),  # ix_request_partner_request
+        _REQUEST.c.partner_request_id.in_(_values(n)),
+    )
+)
+_SET_EXCHANGE_IDS = ListStatement(
+    lambda n: (
+        _REQUEST.update()
+        .where(_REQUEST.c.id.in_(_values(n)))
+        .values(exchange_id=sa.cast(_REQUEST.c.id, sa.String))
+    )
 )
 
 
@@ -1452,9 +1467,7 @@ def _plain_requests_on(
         return [answer for answer in answers if answer is not None]
 
     digests = {str(batch[i].row_values["digest"]) for i, _ in candidates}
-    stored = {
-        row.digest: row for row in conn.execute(_MESSAGES_BY_DIGESTS, {"digests": sorted(digests)})
-    }
+    stored = {row.digest: row for row in _MESSAGES_BY_DIGESTS.execute(conn, sorted(digests))}
     asked: dict[int, set[str]] = {}  # partner id -> the request ids its messages carry
     for i, partner in candidates:
         rid = batch[i].message.header.requesting_agency_request_id[:100]
@@ -1462,10 +1475,7 @@ def _plain_requests_on(
     taken = {
         (partner_id, rid)
         for partner_id, rids in asked.items()
-        for (rid,) in conn.execute(
-            _LENDING_BY_PARTNER_IDS,
-            {"partner_id": partner_id, "partner_request_ids": sorted(rids)},
-        )
+        for (rid,) in _LENDING_BY_PARTNER_IDS.execute(conn, sorted(rids), partner_id=partner_id)
     }
     new: list[tuple[int, _Sender]] = []
     first_of: dict[str, int] = {}  # digest -> the message of this batch that carries it
@@ -1557,7 +1567,7 @@ def _insert_requests(
     }
     request_ids = [made[(row["partner_id"], row["partner_request_id"])] for row in rows]
     # Our supplyingAgencyRequestId: the request's own number, unique among ours.
-    conn.execute(_SET_EXCHANGE_IDS, {"ids": request_ids})
+    _SET_EXCHANGE_IDS.execute(conn, request_ids)
     events, note_rows, log_rows = [], [], []
     for (i, partner), request_id, row, notes in zip(new, request_ids, rows, notes_of, strict=True):
         item = batch[i]
