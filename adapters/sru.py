@@ -24,7 +24,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from urllib.parse import quote_plus, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit, urlunsplit
 
 import httpx
 import pymarc
@@ -222,15 +222,19 @@ def request_params(target: Target, query: str, max_records: int) -> dict[str, st
     return params
 
 
-def _url_prefix(target: Target, max_records: int) -> str | None:
-    """The searchRetrieve URL up to the query's value (``...&query=``), or ``None`` when the
-    base URL carries a query or fragment of its own (left to httpx's ``params``, as before)."""
+def _url_prefix(target: Target, max_records: int) -> str:
+    """The searchRetrieve URL up to the query's value (``...&query=``).
+
+    A base URL may carry parameters of its own (an API key, ``x-`` extensions): they are
+    kept, before ours, except those ours replace. A fragment is never sent.
+    """
     parts = urlsplit(target.base_url)
-    if parts.query or parts.fragment or "?" in target.base_url or "#" in target.base_url:
-        return None
     params = request_params(target, "", max_records)
     del params["query"]
-    return f"{target.base_url}?{urlencode(params)}&query="
+    own = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
+    own = [(k, v) for k, v in own if k != "query"]
+    base = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    return f"{base}?{urlencode([*own, *params.items()])}&query="
 
 
 # ---------------------------------------------------------------------------- parsing
@@ -549,7 +553,7 @@ class SruClient:
         self._owns_http = http is None
         self._max_bytes = max_response_bytes
         self._limits: dict[tuple[str, str], asyncio.Semaphore] = {}
-        self._prefixes: dict[tuple[str, str, int], str | None] = {}
+        self._prefixes: dict[tuple[str, str, int], str] = {}
 
     async def __aenter__(self) -> SruClient:
         if self._http is None:
@@ -581,32 +585,23 @@ class SruClient:
             limit = self._limits[key] = asyncio.Semaphore(target.max_concurrency)
         return limit
 
-    def _url(self, target: Target, query: str, max_records: int) -> httpx.URL | None:
+    def _url(self, target: Target, query: str, max_records: int) -> httpx.URL:
         """The request URL, built with one parse: the fixed parameters are encoded once per
         target, the query appended (httpx's own merging of ``params`` into the base URL
-        parses the URL twice and encodes every parameter on each search). ``None`` for a
-        base URL with a query of its own."""
+        parses the URL twice, encodes every parameter on each search, and drops a query
+        the base URL has of its own)."""
         key = (target.base_url, target.version, max_records)
         try:
             prefix = self._prefixes[key]
         except KeyError:
             prefix = self._prefixes[key] = _url_prefix(target, max_records)
-        return None if prefix is None else httpx.URL(prefix + quote_plus(query, safe=""))
+        return httpx.URL(prefix + quote_plus(query, safe=""))
 
     async def _fetch(self, target: Target, query: str, max_records: int) -> tuple[int, bytes, str]:
         http = self._http
         assert http is not None, "use SruClient as `async with`, or pass an httpx client"
         timeout = httpx.Timeout(target.timeout)
-        url = self._url(target, query, max_records)
-        if url is None:
-            request = http.build_request(
-                "GET",
-                target.base_url,
-                params=request_params(target, query, max_records),
-                timeout=timeout,
-            )
-        else:
-            request = http.build_request("GET", url, timeout=timeout)
+        request = http.build_request("GET", self._url(target, query, max_records), timeout=timeout)
         response = await http.send(request, stream=True)
         try:
             chunks: list[bytes] = []

@@ -738,3 +738,32 @@ async def test_the_request_carries_every_searchretrieve_parameter(
     assert len(sent[0].url.params.multi_items()) == len(expected)
     assert sent[0].url.path == "/biblio"
     assert result.query == expected["query"]
+
+
+async def test_a_base_url_keeps_its_own_parameters(zebra: ZebraServer) -> None:
+    """A catalog whose address carries parameters of its own (an API key, an ``x-``
+    extension) gets them on every search, beside the searchRetrieve ones; ours win a clash."""
+    sent: list[httpx.Request] = []
+
+    async def keep(request: httpx.Request) -> None:
+        sent.append(request)
+
+    target = union(zebra)
+    target = Target(
+        name=target.name,
+        base_url=f"{target.base_url}?x-apikey=s3cret&version=9.9#top",
+        version=target.version,
+        indexes=target.indexes,
+    )
+    clauses = [Clause("title", "The loom of destiny"), Clause("author", "Stringer")]
+    async with (
+        httpx.AsyncClient(verify=tls(), event_hooks={"request": [keep]}) as http,
+        SruClient(http) as sru,
+    ):
+        result = await sru.search(target, clauses, max_records=3)
+    params = sent[0].url.params
+    assert params["x-apikey"] == "s3cret"
+    assert params.get_list("version") == ["1.2"]
+    assert params["query"] == build_cql(target, clauses)
+    assert sent[0].url.fragment == ""
+    assert ids(result) == [LOOM]  # Zebra ignores x- parameters and answers the search
