@@ -1278,30 +1278,19 @@ def _static_defaults(model: type[Any]) -> dict[str, Any]:
 
 _REQUEST_DEFAULTS = _static_defaults(Request)
 _MESSAGE_DEFAULTS = _static_defaults(IsoMessage)
-# A multi-row INSERT takes rows with the same columns: every column a new request may set.
-_CITATION_COLUMNS = (
-    "title", "author", "edition", "article_title", "article_author", "volume", "issue",
-    "pages", "isbn", "issn", "oclc_number", "lccn", "doi", "pmid", "publisher",
-    "place_of_publication", "year",
-)  # fmt: skip
-_REQUEST_ROW = {
-    **_REQUEST_DEFAULTS,
-    **{name: _REQUEST_DEFAULTS.get(name) for name in _CITATION_COLUMNS},
-}
-
-
-# The batch's multi-row INSERTs: every row of one gives the same columns.
+# The batch's multi-row INSERTs: every row of one gives the same columns. A new request
+# gives every column with a constant default, and the ones the message always sets.
 _INSERT_REQUESTS = BulkInsert(
     _REQUEST,
     [
-        *_REQUEST_ROW,
+        *_REQUEST_DEFAULTS,
         *(
             name
             for name in (
                 "direction", "status", "partner_id", "partner_request_id", "needed_by",
-                "max_cost", "max_cost_currency", "created_at", "updated_at",
+                "max_cost", "max_cost_currency", "created_at", "updated_at", "title",
             )
-            if name not in _REQUEST_ROW
+            if name not in _REQUEST_DEFAULTS
         ),
     ],
     returning=("id", "partner_id", "partner_request_id"),
@@ -1361,6 +1350,15 @@ def _plain_request(message: p.AgencyMessage) -> bool:
     return service is None or service.request_type is not p.RequestType.RETRY
 
 
+@dataclass
+class _PlainInbound:
+    """One plain new request of a batch, with the message log's columns for it."""
+
+    message: p.IllRequest
+    row_values: Mapping[str, object]
+    received: datetime
+
+
 def _receive_plain_request(
     engine: Engine,
     message: p.IllRequest,
@@ -1371,50 +1369,20 @@ def _receive_plain_request(
     clock: Clock,
     received: datetime,
 ) -> p.Confirmation:
-    """``_receive_once`` for a plain new request; raises ``Refusal`` as ``_apply_request`` does."""
+    """``_receive_once`` for a plain new request: a batch of one, in its own transaction.
+
+    Raises:
+        Refusal: the request id is in use (as ``_apply_request`` raises it); nothing of
+            this message was written.
+    """
     with engine.begin() as conn:
-        return _plain_request_on(
+        (answer,) = _plain_requests_on(
             conn,
-            message,
-            row_values,
+            [_PlainInbound(message, row_values, received)],
             codec=codec,
             settings=settings,
             clock=clock,
-            received=received,
         )
-
-
-@dataclass
-class _PlainInbound:
-    """One plain new request of a batch, with the message log's columns for it."""
-
-    message: p.IllRequest
-    row_values: Mapping[str, object]
-    received: datetime
-
-
-def _plain_request_on(
-    conn: sa.Connection,
-    message: p.IllRequest,
-    row_values: Mapping[str, object],
-    *,
-    codec: MessageCodec,
-    settings: Settings,
-    clock: Clock,
-    received: datetime,
-) -> p.Confirmation:
-    """Receive a plain new request in the caller's transaction on ``conn``.
-
-    Raises:
-        Refusal: the request id is in use; nothing of this message was written.
-    """
-    (answer,) = _plain_requests_on(
-        conn,
-        [_PlainInbound(message, row_values, received)],
-        codec=codec,
-        settings=settings,
-        clock=clock,
-    )
     if isinstance(answer, Refusal):
         raise answer
     return answer
@@ -1524,7 +1492,8 @@ def _insert_requests(
         now = clock()
         maximum = _money(message.billing_info.maximum_costs) if message.billing_info else None
         values, problems = _citation(message)
-        assert values.keys() <= _REQUEST_ROW.keys(), "a citation column missing from the row"
+        # a column the INSERT does not name would be dropped without a word
+        assert values.keys() <= set(_INSERT_REQUESTS.columns), "a citation column not inserted"
         service_type = ServiceType.LOAN
         if service is not None and (
             service.service_type is p.ServiceType.COPY
@@ -1533,7 +1502,7 @@ def _insert_requests(
             service_type = ServiceType.COPY
         rows.append(
             {
-                **_REQUEST_ROW,
+                **_REQUEST_DEFAULTS,
                 "direction": Direction.LENDING.value,
                 "service_type": service_type.value,
                 "status": status.value,
