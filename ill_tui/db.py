@@ -182,13 +182,16 @@ class WalCheckpointer:
         self.runs = 0
         """How many checkpoints the thread has made."""
 
-    def checkpoint(self) -> tuple[int, int, int]:
-        """One PASSIVE checkpoint now: (busy, frames in the WAL, frames copied back)."""
-        conn = sqlite3.connect(self.path, timeout=5)
+    def checkpoint(self, conn: sqlite3.Connection | None = None) -> tuple[int, int, int]:
+        """One PASSIVE checkpoint now (on ``conn``, or a connection of its own): (busy,
+        frames in the WAL, frames copied back)."""
+        own = conn is None
+        conn = sqlite3.connect(self.path, timeout=5) if conn is None else conn
         try:
             busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         finally:
-            conn.close()
+            if own:
+                conn.close()
         return int(busy), int(frames), int(copied)
 
     def start(self) -> None:
@@ -208,15 +211,26 @@ class WalCheckpointer:
         self._thread = None
 
     def _run(self) -> None:
-        while True:
-            stopping = self._stop.wait(self.interval)
-            try:
-                self.checkpoint()
-                self.runs += 1
-            except sqlite3.Error:
-                log.warning("WAL checkpoint of %s failed; trying again", self.path, exc_info=True)
-            if stopping:
-                return
+        conn: sqlite3.Connection | None = None  # the thread's own, kept between checkpoints
+        try:
+            while True:
+                stopping = self._stop.wait(self.interval)
+                try:
+                    conn = conn or sqlite3.connect(self.path, timeout=5)
+                    self.checkpoint(conn)
+                    self.runs += 1
+                except sqlite3.Error:
+                    log.warning(
+                        "WAL checkpoint of %s failed; trying again", self.path, exc_info=True
+                    )
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                if stopping:
+                    return
+        finally:
+            if conn is not None:
+                conn.close()
 
 
 class BulkInsert:

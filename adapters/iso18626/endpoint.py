@@ -289,7 +289,7 @@ def make_app(
             writer = None
 
     async def through_writer(data: bytes, received: datetime) -> _Answer:
-        nonlocal writer
+        nonlocal writer, arrived
         # A message of usual size is parsed here on the event loop (a fraction of a
         # millisecond), while the writer thread is busy in the database; a large one in a
         # thread of its own, so it does not hold the loop up.
@@ -301,7 +301,6 @@ def make_app(
             return parsed.answer
         future: asyncio.Future[p.Confirmation] = asyncio.get_running_loop().create_future()
         waiting.append((parsed, future))
-        nonlocal arrived
         if arrived is None:  # made on the loop that serves
             arrived = asyncio.Event()
         arrived.set()
