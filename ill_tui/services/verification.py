@@ -29,6 +29,7 @@ import re
 import unicodedata
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 import pymarc
 import sqlalchemy as sa
@@ -123,6 +124,14 @@ class SearchTerms:
             oclc_number=citation.oclc_number or "",
             lccn=citation.lccn or "",
         )
+
+
+def _set_verification(request: Request, status: str, now: datetime) -> None:
+    """Record the verification result on ``request`` (a change: its version moves on)."""
+    request.verification = status
+    request.verified_at = now
+    request.updated_at = now
+    request.version += 1
 
 
 def identifier_flags(terms: SearchTerms) -> list[str]:
@@ -489,10 +498,7 @@ def record_outcome(
         # Nothing was learnt: an earlier result (its candidates, holdings, local flag) stands;
         # only a request never verified is marked unreachable.
         if request.verification is None:
-            request.verification = UNREACHABLE
-            request.verified_at = now
-            request.updated_at = now
-            request.version += 1
+            _set_verification(request, UNREACHABLE, now)
             session.add(request)
             session.flush()
         return request
@@ -532,10 +538,7 @@ def record_outcome(
         request.local_holding = local_holding_text(outcome.local_holdings)
     elif not kept:
         request.local_holding = None
-    request.verification = MATCHED if kept else outcome.status
-    request.verified_at = now
-    request.updated_at = now
-    request.version += 1
+    _set_verification(request, MATCHED if kept else outcome.status, now)
     found = duplicates.find_duplicates(
         session,
         patron_id=request.patron_id,
@@ -805,10 +808,7 @@ def accept_candidate(
             local.extend(holdings)
     _store_holdings(session, request_id, candidates, key, now)
     request.local_holding = local_holding_text(local)
-    request.verification = MATCHED
-    request.verified_at = now
-    request.updated_at = now
-    request.version += 1
+    _set_verification(request, MATCHED, now)
     session.add(request)
     session.flush()
     labels = ", ".join(diffs[name].label.lower() for name in changed)
@@ -840,10 +840,7 @@ def mark_not_found_as_cited(
         .values(accepted=False)
         .execution_options(synchronize_session=False)
     )
-    request.verification = NOT_FOUND
-    request.verified_at = now
-    request.updated_at = now
-    request.version += 1
+    _set_verification(request, NOT_FOUND, now)
     session.add(request)
     session.flush()
     _record_action(session, request, f"Not found as cited: {body}", actor=actor, clock=clock)
