@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -612,26 +612,45 @@ _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 _INTEGER = re.compile(r"[+-]?\d+")
 
 
+# String work on an element's "{namespace}name" tag: what QName does, without making one.
+# (lxml gives every element a str tag; its stubs allow bytes and QName too.)
+
+
 def _local(element: etree._Element) -> str:
-    return etree.QName(element).localname
+    return str(element.tag).rpartition("}")[2]
 
 
 def _ns(element: etree._Element) -> str | None:
-    return etree.QName(element).namespace
+    tag = str(element.tag)
+    return tag[1 : tag.index("}")] if tag[:1] == "{" else None
 
 
 @functools.cache
-def _name_set(names: tuple[str, ...]) -> frozenset[str]:
-    return frozenset(names)
+def _tags(names: tuple[str, ...]) -> dict[object, str]:
+    """Each ISO 18626 element of ``names`` by its qualified tag: ``{namespace}name -> name``.
+
+    Keyed by ``object``: any child's tag may be looked up (a comment's is a function).
+    """
+    return {_Q + name: name for name in names}
 
 
 class _Children:
-    """The child elements of one element, grouped by local name, unknown ones reported."""
+    """The known child elements of one element by local name (unknown ones were reported).
 
-    __slots__ = ("by_name", "path")
+    ``first`` holds the first element of each name; ``repeats`` every element of a name that
+    came more than once (``None`` when none did, the common case).
+    """
 
-    def __init__(self, by_name: dict[str, list[etree._Element]], path: str) -> None:
-        self.by_name = by_name
+    __slots__ = ("first", "path", "repeats")
+
+    def __init__(
+        self,
+        first: dict[str, etree._Element],
+        repeats: dict[str, list[etree._Element]] | None,
+        path: str,
+    ) -> None:
+        self.first = first
+        self.repeats = repeats
         self.path = path
 
 
@@ -665,33 +684,33 @@ class _Reader:
 
     # -- structure
 
-    def children(self, element: etree._Element, path: str, known: Iterable[str]) -> _Children:
-        names = known if isinstance(known, frozenset) else _name_set(tuple(known))
-        by_name: dict[str, list[etree._Element]] = {}
-        prefix_length = len(_Q)
+    def children(self, element: etree._Element, path: str, known: tuple[str, ...]) -> _Children:
+        tags = _tags(known)
+        first: dict[str, etree._Element] = {}
+        repeats: dict[str, list[etree._Element]] | None = None
         for child in element:
-            tag = child.tag
-            if not isinstance(tag, str):
-                continue  # comments and processing instructions are removed; be sure
-            # Plain string work on "{namespace}name": this loop runs for every element.
-            name = tag[prefix_length:] if tag.startswith(_Q) else ""
-            if name not in names:
-                self.warn(f"unknown element {path}/{etree.QName(child).text} ignored")
-                continue
-            found = by_name.get(name)
-            if found is None:
-                by_name[name] = [child]
+            # One dict look-up per child: this loop runs for every element of a message.
+            name = tags.get(child.tag)
+            if name is None:
+                # comments and processing instructions are removed; be sure
+                if isinstance(child.tag, str):
+                    self.warn(f"unknown element {path}/{etree.QName(child).text} ignored")
+            elif name not in first:
+                first[name] = child
+            elif repeats is None:
+                repeats = {name: [first[name], child]}
+            elif name in repeats:
+                repeats[name].append(child)
             else:
-                found.append(child)
-        return _Children(by_name, path)
+                repeats[name] = [first[name], child]
+        return _Children(first, repeats, path)
 
     def one(self, kids: _Children, name: str) -> etree._Element | None:
-        found = kids.by_name.get(name)
-        if not found:
-            return None
-        if len(found) > 1:
-            self.warn(f"{kids.path}/{name} repeated {len(found)} times; the first one is used")
-        return found[0]
+        element = kids.first.get(name)
+        if element is not None and kids.repeats is not None and name in kids.repeats:
+            times = len(kids.repeats[name])
+            self.warn(f"{kids.path}/{name} repeated {times} times; the first one is used")
+        return element
 
     def need(self, kids: _Children, name: str) -> etree._Element:
         element = self.one(kids, name)
@@ -699,13 +718,22 @@ class _Reader:
             self.fail(p.ErrorType.BADLY_FORMED_MESSAGE, f"{kids.path}/{name}: missing")
         return element
 
-    def many(self, kids: _Children, name: str) -> list[etree._Element]:
-        return kids.by_name.get(name, [])
+    def many(self, kids: _Children, name: str) -> Sequence[etree._Element]:
+        if kids.repeats is not None and name in kids.repeats:
+            return kids.repeats[name]
+        element = kids.first.get(name)
+        return () if element is None else (element,)
 
     # -- values
 
     def value(self, element: etree._Element, path: str) -> str:
-        for attribute, scheme in element.attrib.items():
+        if element.keys() or len(element):
+            self.overlook(element, path)
+        return element.text or ""
+
+    def overlook(self, element: etree._Element, path: str) -> None:
+        """Report what a text element should not have: attributes, child elements."""
+        for attribute, scheme in element.items():
             if etree.QName(attribute).localname == "scheme":
                 if scheme:
                     self.schemes.append(f"{path}={scheme}")
@@ -713,14 +741,21 @@ class _Reader:
                 self.warn(f"unknown attribute {attribute} on {path} ignored")
         if len(element):
             self.warn(f"{path} should hold text only; its child elements are ignored")
-        return element.text or ""
 
     def text(self, kids: _Children, name: str) -> str | None:
-        element = self.one(kids, name)
-        return None if element is None else self.value(element, f"{kids.path}/{name}")
+        # Most optional elements are absent: look them up without a call to ``one``.
+        element = kids.first.get(name) if kids.repeats is None else self.one(kids, name)
+        if element is None:
+            return None
+        if element.keys() or len(element):  # rare: the path is made only for the report
+            self.overlook(element, f"{kids.path}/{name}")
+        return element.text or ""
 
     def need_text(self, kids: _Children, name: str) -> str:
-        return self.value(self.need(kids, name), f"{kids.path}/{name}")
+        element = self.need(kids, name)
+        if element.keys() or len(element):
+            self.overlook(element, f"{kids.path}/{name}")
+        return element.text or ""
 
     def datetime_value(self, raw: str, path: str) -> datetime:
         text = raw.strip()
@@ -1058,8 +1093,11 @@ class _Reader:
 
     def bibliographic(self, element: etree._Element) -> p.BibliographicInfo:
         path = "request/bibliographicInfo"
-        kids = self.children(element, path, _BIB_STRINGS + _BIB_REPEATED)
-        strings = {field: self.text(kids, name) for name, field in _BIB_FIELDS}
+        kids = self.children(element, path, _BIB_PARTS)
+        # Only the strings present: the others keep the dataclass's default, None.
+        strings = {
+            field: self.text(kids, name) for name, field in _BIB_FIELDS if name in kids.first
+        }
         items = []
         for item in self.many(kids, "bibliographicItemId"):
             i = self.children(
@@ -1084,9 +1122,10 @@ class _Reader:
     def publication(self, element: etree._Element | None) -> p.PublicationInfo | None:
         if element is None:
             return None
-        names = ("publisher", "publicationType", "publicationDate", "placeOfPublication")
-        kids = self.children(element, "request/publicationInfo", names)
-        return p.PublicationInfo(**{_snake(name): self.text(kids, name) for name in names})
+        kids = self.children(element, "request/publicationInfo", _PUBLICATION_STRINGS)
+        return p.PublicationInfo(
+            **{field: self.text(kids, name) for name, field in _PUBLICATION_FIELDS}
+        )
 
     def service(self, element: etree._Element | None) -> p.ServiceInfo | None:
         if element is None:
@@ -1389,6 +1428,7 @@ _BIB_STRINGS = (
     "informationSource",
 )
 _BIB_REPEATED = ("bibliographicItemId", "bibliographicRecordId")
+_BIB_PARTS = _BIB_STRINGS + _BIB_REPEATED
 
 
 @functools.cache
@@ -1397,6 +1437,8 @@ def _snake(name: str) -> str:
 
 
 _BIB_FIELDS = tuple((name, _snake(name)) for name in _BIB_STRINGS)
+_PUBLICATION_STRINGS = ("publisher", "publicationType", "publicationDate", "placeOfPublication")
+_PUBLICATION_FIELDS = tuple((name, _snake(name)) for name in _PUBLICATION_STRINGS)
 
 
 _READERS: dict[p.MessageKind, Callable[[_Reader, etree._Element], p.Message]] = {
