@@ -258,43 +258,11 @@ _NORMALISERS = {
 }
 
 
-_ISBN_PLAIN = re.compile(r"([0-9]{9}[0-9X]|97[89][0-9]{10})(?:\s*\([^()]*\))?")
-
-
-def _isbn13_plain(value: str) -> str | None:
-    """The ISBN-13 of a plain 10- or 13-digit ISBN with a right check digit (as catalogs
-    mostly write 020 $a, possibly with a qualifier: ``0836932722 (v. 1)``), else ``None``.
-
-    What ``identifiers.normalise_isbn`` returns for such a value, without python-stdnum's
-    general parsing; anything else (hyphens, labels, a wrong check digit) goes to it.
-    """
-    match = _ISBN_PLAIN.fullmatch(value)
-    if match is None:
-        return None
-    digits = match.group(1)
-    if len(digits) == 10:
-        check = sum((i + 1) * int(d) for i, d in enumerate(digits[:9])) % 11
-        if digits[9] != ("X" if check == 10 else str(check)):
-            return None
-        body = "978" + digits[:9]
-    else:
-        body = digits[:12]
-    total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(body))
-    check13 = str((10 - total % 10) % 10)
-    if len(digits) == 13 and digits[12] != check13:
-        return None
-    return body + check13
-
-
 @functools.lru_cache(maxsize=16384)
 def _normalised(kind: str, value: str) -> str | None:
     """An identifier's compact form, or None when it fails its check (cached: python-stdnum
     is the slowest part of reading a record, and a citation's ISBN is compared with every
     candidate)."""
-    if kind == "isbn":
-        plain = _isbn13_plain(value)
-        if plain is not None:
-            return plain
     try:
         return _NORMALISERS[kind](value)
     except identifiers.InvalidIdentifier:
@@ -525,9 +493,6 @@ def check_identifier(kind: str, value: str) -> tuple[str | None, str, str]:
         (compact form, "", "") when valid; else (None, what is wrong with it in a few words,
         the ``InvalidIdentifier`` sentence staff read).
     """
-    plain = _isbn13_plain(value) if kind == "isbn" else None
-    if plain is not None:
-        return plain, "", ""
     try:
         return _NORMALISERS[kind](value), "", ""
     except identifiers.WrongCheckDigit as exc:
