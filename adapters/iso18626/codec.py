@@ -608,6 +608,19 @@ _DATETIME = re.compile(
     r"T(?P<hour>\d{2}):(?P<minute>\d{2}):(?P<second>\d{2})(?:\.(?P<fraction>\d+))?"
     r"(?P<tz>Z|[+-]\d{2}:?\d{2})?"
 )
+
+
+# Bounded: \d also matches non-ASCII digits, so a partner could send endless distinct offsets.
+@functools.lru_cache(maxsize=128)
+def _zone(digits: str) -> timezone | None:
+    """The time zone of a ``+HHMM`` or ``-HHMM`` offset; ``None`` beyond +-14:00 or past :59."""
+    minutes = int(digits[1:3]) * 60 + int(digits[3:5])
+    if minutes > 14 * 60 or int(digits[3:5]) > 59:
+        return None
+    offset = timedelta(minutes=-minutes if digits[0] == "-" else minutes)
+    return UTC if not offset else timezone(offset)
+
+
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 _INTEGER = re.compile(r"[+-]?\d+")
 
@@ -762,8 +775,7 @@ class _Reader:
         match = _DATETIME.fullmatch(text)
         if match is None:
             self.fail(p.ErrorType.UNRECOGNISED_DATA_VALUE, f"{path}: not a date-time: {raw!r}")
-        parts = match.groupdict()
-        tz_text = parts["tz"]
+        year, month, day, hour, minute, second, fraction, tz_text = match.groups()
         if tz_text is None:
             self.warn(f"{path}: {text!r} has no time zone; taken as UTC")
             tz: timezone = UTC
@@ -772,26 +784,24 @@ class _Reader:
         else:
             if ":" not in tz_text:
                 self.warn(f"{path}: offset {tz_text!r} read as {tz_text[:3]}:{tz_text[3:]}")
-            digits = tz_text.replace(":", "")
-            minutes = int(digits[1:3]) * 60 + int(digits[3:5])
-            if minutes > 14 * 60 or int(digits[3:5]) > 59:
+            zone = _zone(tz_text.replace(":", ""))
+            if zone is None:
                 self.fail(p.ErrorType.UNRECOGNISED_DATA_VALUE, f"{path}: bad offset: {raw!r}")
-            offset = timedelta(minutes=-minutes if digits[0] == "-" else minutes)
-            tz = UTC if not offset else timezone(offset)
+            tz = zone
         # Python keeps microseconds; crosslink sends nanoseconds, which are cut, not rounded,
         # so the same text always gives the same instant.
-        micro = int((parts["fraction"] or "0")[:6].ljust(6, "0"))
-        end_of_day = parts["hour"] == "24"  # xs:dateTime allows 24:00:00, the next midnight
+        micro = int(fraction[:6].ljust(6, "0")) if fraction else 0
+        end_of_day = hour == "24"  # xs:dateTime allows 24:00:00, the next midnight
         try:
-            if end_of_day and (parts["minute"], parts["second"], micro) != ("00", "00", 0):
+            if end_of_day and (minute, second, micro) != ("00", "00", 0):
                 raise ValueError("hour 24 is only allowed as 24:00:00")
             value = datetime(
-                int(parts["year"]),
-                int(parts["month"]),
-                int(parts["day"]),
-                0 if end_of_day else int(parts["hour"]),
-                int(parts["minute"]),
-                int(parts["second"]),
+                int(year),
+                int(month),
+                int(day),
+                0 if end_of_day else int(hour),
+                int(minute),
+                int(second),
                 micro,
                 tzinfo=tz,
             )
