@@ -1460,6 +1460,7 @@ _READERS: dict[p.MessageKind, Callable[[_Reader, etree._Element], p.Message]] = 
     p.MessageKind.REQUESTING_AGENCY_MESSAGE_CONFIRMATION: _Reader.requesting_confirmation,
 }
 _KINDS = {kind.value: kind for kind in p.MessageKind}
+_KIND_TAGS: dict[object, p.MessageKind] = {_Q + kind.value: kind for kind in p.MessageKind}
 
 
 def parse(
@@ -1503,24 +1504,26 @@ def parse(
             warnings.append("ISO18626Message has no version attribute")
         elif version != p.VERSION:
             warnings.append(f"version {version!r} read as {p.VERSION}")
-        messages = [child for child in root if isinstance(child.tag, str) and _ns(child) == NS]
-        known = [child for child in messages if _local(child) in _KINDS]
+        known: list[tuple[etree._Element, p.MessageKind]] = []
         for child in root:
-            if isinstance(child.tag, str) and child not in known:
+            kind = _KIND_TAGS.get(child.tag)
+            if kind is not None:
+                known.append((child, kind))
+            elif isinstance(child.tag, str):
                 tag = etree.QName(child).text
                 warnings.append(f"unknown element ISO18626Message/{tag} ignored")
         if not known:
             raise NotIso18626("ISO18626Message holds no known ISO 18626 message.")
         if len(known) > 1:
             raise NotIso18626("ISO18626Message holds more than one message.")
-        element = known[0]
+        element, kind = known[0]
     elif name in _KINDS:
         warnings.append(f"bare {name} without the ISO18626Message envelope")
-        element = root
+        element, kind = root, _KINDS[name]
     else:
         raise NotIso18626(f"Root element {name} is not an ISO 18626 message.")
 
-    reader = _Reader(_KINDS[_local(element)], require_request_id=require_request_id)
+    reader = _Reader(kind, require_request_id=require_request_id)
     reader.warnings.extend(warnings)
     message = _READERS[reader.kind](reader, element)
     if reader.schemes:
