@@ -725,6 +725,7 @@ class _Reader:
         return _Children(first, repeats, path)
 
     def one(self, kids: _Children, name: str) -> etree._Element | None:
+        # ``text`` and ``need`` look names up in ``first`` themselves when nothing repeats.
         element = kids.first.get(name)
         if element is not None and kids.repeats is not None and name in kids.repeats:
             times = len(kids.repeats[name])
@@ -732,7 +733,7 @@ class _Reader:
         return element
 
     def need(self, kids: _Children, name: str) -> etree._Element:
-        element = self.one(kids, name)
+        element = kids.first.get(name) if kids.repeats is None else self.one(kids, name)
         if element is None:
             self.fail(p.ErrorType.BADLY_FORMED_MESSAGE, f"{kids.path}/{name}: missing")
         return element
@@ -762,7 +763,6 @@ class _Reader:
             self.warn(f"{path} should hold text only; its child elements are ignored")
 
     def text(self, kids: _Children, name: str) -> str | None:
-        # Most optional elements are absent: look them up without a call to ``one``.
         element = kids.first.get(name) if kids.repeats is None else self.one(kids, name)
         if element is None:
             return None
@@ -1098,9 +1098,9 @@ class _Reader:
             bibliographic_info=self.bibliographic(self.need(kids, "bibliographicInfo")),
             publication_info=self.publication(self.one(kids, "publicationInfo")),
             service_info=self.service(self.one(kids, "serviceInfo")),
-            supplier_info=tuple(self.supplier(e) for e in self.many(kids, "supplierInfo")),
+            supplier_info=tuple(map(self.supplier, self.many(kids, "supplierInfo"))),
             requested_delivery_info=tuple(
-                self.delivery_wanted(e) for e in self.many(kids, "requestedDeliveryInfo")
+                map(self.delivery_wanted, self.many(kids, "requestedDeliveryInfo"))
             ),
             requesting_agency_info=self.requesting_agency(self.one(kids, "requestingAgencyInfo")),
             patron_info=self.patron(self.one(kids, "patronInfo")),
@@ -1139,9 +1139,13 @@ class _Reader:
         if element is None:
             return None
         kids = self.children(element, "request/publicationInfo", _PUBLICATION_STRINGS)
-        return p.PublicationInfo(
-            **{field: self.text(kids, name) for name, field in _PUBLICATION_FIELDS}
-        )
+        # Only the strings present, as in ``bibliographic``.
+        strings = {
+            field: self.text(kids, name)
+            for name, field in _PUBLICATION_FIELDS
+            if name in kids.first
+        }
+        return p.PublicationInfo(**strings)
 
     def service(self, element: etree._Element | None) -> p.ServiceInfo | None:
         if element is None:
