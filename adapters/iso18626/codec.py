@@ -644,11 +644,11 @@ def _ns(element: etree._Element) -> str | None:
     return tag[1 : tag.index("}")] if tag[:1] == "{" else None
 
 
-@functools.cache
-def _tags(names: tuple[str, ...]) -> dict[object, str]:
-    """Each ISO 18626 element of ``names`` by its qualified tag: ``{namespace}name -> name``.
+def _known(*names: str) -> dict[object, str]:
+    """The ISO 18626 child elements an element may have, by qualified tag: ``{ns}name -> name``.
 
-    Keyed by ``object``: any child's tag may be looked up (a comment's is a function).
+    Keyed by ``object``: any child's tag may be looked up (a comment's is a function). The
+    tables are made once, below the reader (``_HEADER_PARTS`` and the others).
     """
     return {_Q + name: name for name in names}
 
@@ -703,13 +703,12 @@ class _Reader:
 
     # -- structure
 
-    def children(self, element: etree._Element, path: str, known: tuple[str, ...]) -> _Children:
-        tags = _tags(known)
+    def children(self, element: etree._Element, path: str, known: dict[object, str]) -> _Children:
         first: dict[str, etree._Element] = {}
         repeats: dict[str, list[etree._Element]] | None = None
         for child in element:
             # One dict look-up per child: this loop runs for every element of a message.
-            name = tags.get(child.tag)
+            name = known.get(child.tag)
             if name is None:
                 # comments and processing instructions are removed; be sure
                 if isinstance(child.tag, str):
@@ -918,7 +917,7 @@ class _Reader:
     def agency(self, element: etree._Element | None, path: str) -> p.AgencyId | None:
         if element is None:
             return None
-        kids = self.children(element, path, ("agencyIdType", "agencyIdValue"))
+        kids = self.children(element, path, _AGENCY_ID_PARTS)
         return p.AgencyId(
             type=self.need_text(kids, "agencyIdType"), value=self.need_text(kids, "agencyIdValue")
         )
@@ -936,7 +935,7 @@ class _Reader:
         if not len(element) and not (element.text or "").strip():
             self.warn(f"{path} is empty; taken as absent")
             return None
-        costs = self.children(element, path, ("currencyCode", "monetaryValue"))
+        costs = self.children(element, path, _COSTS_PARTS)
         raw = self.need_text(costs, "monetaryValue")
         text = raw.strip()
         if not _DECIMAL.fullmatch(text):
@@ -948,9 +947,7 @@ class _Reader:
         return p.Costs(amount=amount, currency=self.need_text(costs, "currencyCode"))
 
     def physical(self, element: etree._Element, path: str) -> p.PhysicalAddress:
-        kids = self.children(
-            element, path, ("line1", "line2", "locality", "postalCode", "region", "country")
-        )
+        kids = self.children(element, path, _PHYSICAL_ADDRESS_PARTS)
         return p.PhysicalAddress(
             line1=self.text(kids, "line1"),
             line2=self.text(kids, "line2"),
@@ -961,14 +958,14 @@ class _Reader:
         )
 
     def address(self, element: etree._Element, path: str) -> p.Address | None:
-        kids = self.children(element, path, ("electronicAddress", "physicalAddress"))
+        kids = self.children(element, path, _ADDRESS_PARTS)
         electronic = self.one(kids, "electronicAddress")
         physical = self.one(kids, "physicalAddress")
         if electronic is not None:
             if physical is not None:
                 self.warn(f"{path} has both address kinds; the electronic one is used")
             epath = f"{path}/electronicAddress"
-            e = self.children(electronic, epath, ("electronicAddressType", "electronicAddressData"))
+            e = self.children(electronic, epath, _ELECTRONIC_ADDRESS_PARTS)
             return p.ElectronicAddress(
                 type=self.need_text(e, "electronicAddressType"),
                 data=self.need_text(e, "electronicAddressData"),
@@ -983,35 +980,19 @@ class _Reader:
         return tuple(a for a in found if a is not None)
 
     def record_id(self, element: etree._Element, path: str) -> p.BibliographicRecordId:
-        kids = self.children(
-            element, path, ("bibliographicRecordIdentifierCode", "bibliographicRecordIdentifier")
-        )
+        kids = self.children(element, path, _RECORD_ID_PARTS)
         return p.BibliographicRecordId(
             code=self.need_text(kids, "bibliographicRecordIdentifierCode"),
             value=self.need_text(kids, "bibliographicRecordIdentifier"),
         )
 
     def read_header(self, element: etree._Element, path: str) -> p.Header:
-        kids = self.children(
-            element,
-            path,
-            (
-                "supplyingAgencyId",
-                "requestingAgencyId",
-                "multipleItemRequestId",
-                "timestamp",
-                "requestingAgencyRequestId",
-                "supplyingAgencyRequestId",
-                "requestingAgencyAuthentication",
-            ),
-        )
+        kids = self.children(element, path, _HEADER_PARTS)
         auth_element = self.one(kids, "requestingAgencyAuthentication")
         auth = None
         if auth_element is not None:
             a = self.children(
-                auth_element,
-                f"{path}/requestingAgencyAuthentication",
-                ("accountId", "securityCode"),
+                auth_element, f"{path}/requestingAgencyAuthentication", _AUTHENTICATION_PARTS
             )
             auth = p.Authentication(
                 account_id=self.text(a, "accountId"), security_code=self.text(a, "securityCode")
@@ -1036,19 +1017,7 @@ class _Reader:
         return header
 
     def read_confirmation_header(self, element: etree._Element, path: str) -> p.ConfirmationHeader:
-        kids = self.children(
-            element,
-            path,
-            (
-                "supplyingAgencyId",
-                "requestingAgencyId",
-                "timestamp",
-                "requestingAgencyRequestId",
-                "multipleItemRequestId",
-                "timestampReceived",
-                "messageStatus",
-            ),
-        )
+        kids = self.children(element, path, _CONFIRMATION_HEADER_PARTS)
         return p.ConfirmationHeader(
             supplying_agency_id=self.agency(
                 self.one(kids, "supplyingAgencyId"), f"{path}/supplyingAgencyId"
@@ -1067,7 +1036,7 @@ class _Reader:
         element = self.one(kids, "errorData")
         if element is None:
             return None
-        e = self.children(element, f"{kids.path}/errorData", ("errorType", "errorValue"))
+        e = self.children(element, f"{kids.path}/errorData", _ERROR_DATA_PARTS)
         return p.ErrorData(
             error_type=self.need_enum(e, "errorType", p.ErrorType),
             error_value=self.text(e, "errorValue"),
@@ -1077,21 +1046,7 @@ class _Reader:
 
     def request(self, element: etree._Element) -> p.IllRequest:
         path = "request"
-        kids = self.children(
-            element,
-            path,
-            (
-                "header",
-                "bibliographicInfo",
-                "publicationInfo",
-                "serviceInfo",
-                "supplierInfo",
-                "requestedDeliveryInfo",
-                "requestingAgencyInfo",
-                "patronInfo",
-                "billingInfo",
-            ),
-        )
+        kids = self.children(element, path, _REQUEST_PARTS)
         header = self.read_header(self.need(kids, "header"), f"{path}/header")
         return p.IllRequest(
             header=header,
@@ -1116,11 +1071,7 @@ class _Reader:
         }
         items = []
         for item in self.many(kids, "bibliographicItemId"):
-            i = self.children(
-                item,
-                f"{path}/bibliographicItemId",
-                ("bibliographicItemIdentifier", "bibliographicItemIdentifierCode"),
-            )
+            i = self.children(item, f"{path}/bibliographicItemId", _ITEM_ID_PARTS)
             items.append(
                 p.BibliographicItemId(
                     code=self.need_text(i, "bibliographicItemIdentifierCode"),
@@ -1138,7 +1089,7 @@ class _Reader:
     def publication(self, element: etree._Element | None) -> p.PublicationInfo | None:
         if element is None:
             return None
-        kids = self.children(element, "request/publicationInfo", _PUBLICATION_STRINGS)
+        kids = self.children(element, "request/publicationInfo", _PUBLICATION_PARTS)
         # Only the strings present, as in ``bibliographic``.
         strings = {
             field: self.text(kids, name)
@@ -1150,24 +1101,7 @@ class _Reader:
     def service(self, element: etree._Element | None) -> p.ServiceInfo | None:
         if element is None:
             return None
-        kids = self.children(
-            element,
-            "request/serviceInfo",
-            (
-                "requestType",
-                "requestSubType",
-                "requestingAgencyPreviousRequestId",
-                "serviceType",
-                "serviceLevel",
-                "preferredFormat",
-                "needBeforeDate",
-                "copyrightCompliance",
-                "anyEdition",
-                "startDate",
-                "endDate",
-                "note",
-            ),
-        )
+        kids = self.children(element, "request/serviceInfo", _SERVICE_INFO_PARTS)
         sub_types = tuple(
             self.enum_value(
                 p.RequestSubType,
@@ -1195,19 +1129,7 @@ class _Reader:
 
     def supplier(self, element: etree._Element) -> p.SupplierInfo:
         path = "request/supplierInfo"
-        kids = self.children(
-            element,
-            path,
-            (
-                "sortOrder",
-                "supplierCode",
-                "supplierDescription",
-                "bibliographicRecordId",
-                "callNumber",
-                "summaryHoldings",
-                "availabilityNote",
-            ),
-        )
+        kids = self.children(element, path, _SUPPLIER_INFO_PARTS)
         record = self.one(kids, "bibliographicRecordId")
         return p.SupplierInfo(
             sort_order=self.integer(kids, "sortOrder"),
@@ -1223,7 +1145,7 @@ class _Reader:
 
     def delivery_wanted(self, element: etree._Element) -> p.RequestedDeliveryInfo:
         path = "request/requestedDeliveryInfo"
-        kids = self.children(element, path, ("sortOrder", "address"))
+        kids = self.children(element, path, _REQUESTED_DELIVERY_INFO_PARTS)
         address = self.one(kids, "address")
         return p.RequestedDeliveryInfo(
             sort_order=self.integer(kids, "sortOrder"),
@@ -1233,9 +1155,7 @@ class _Reader:
     def requesting_agency(self, element: etree._Element | None) -> p.RequestingAgencyInfo | None:
         if element is None:
             return None
-        kids = self.children(
-            element, "request/requestingAgencyInfo", ("name", "contactName", "address")
-        )
+        kids = self.children(element, "request/requestingAgencyInfo", _REQUESTING_AGENCY_INFO_PARTS)
         return p.RequestingAgencyInfo(
             name=self.text(kids, "name"),
             contact_name=self.text(kids, "contactName"),
@@ -1245,11 +1165,7 @@ class _Reader:
     def patron(self, element: etree._Element | None) -> p.PatronInfo | None:
         if element is None:
             return None
-        kids = self.children(
-            element,
-            "request/patronInfo",
-            ("patronId", "surname", "givenName", "patronType", "sendToPatron", "address"),
-        )
+        kids = self.children(element, "request/patronInfo", _PATRON_INFO_PARTS)
         return p.PatronInfo(
             patron_id=self.text(kids, "patronId"),
             surname=self.text(kids, "surname"),
@@ -1263,11 +1179,7 @@ class _Reader:
         if element is None:
             return None
         path = "request/billingInfo"
-        kids = self.children(
-            element,
-            path,
-            ("paymentMethod", "maximumCosts", "billingMethod", "billingName", "address"),
-        )
+        kids = self.children(element, path, _BILLING_INFO_PARTS)
         address = self.one(kids, "address")
         return p.BillingInfo(
             payment_method=self.text(kids, "paymentMethod"),
@@ -1279,23 +1191,10 @@ class _Reader:
 
     def supplying(self, element: etree._Element) -> p.SupplyingAgencyMessage:
         path = "supplyingAgencyMessage"
-        kids = self.children(
-            element, path, ("header", "messageInfo", "statusInfo", "deliveryInfo", "returnInfo")
-        )
+        kids = self.children(element, path, _SUPPLYING_AGENCY_MESSAGE_PARTS)
         header = self.read_header(self.need(kids, "header"), f"{path}/header")
         m = self.children(
-            self.need(kids, "messageInfo"),
-            f"{path}/messageInfo",
-            (
-                "reasonForMessage",
-                "answerYesNo",
-                "note",
-                "reasonUnfilled",
-                "reasonRetry",
-                "offeredCosts",
-                "retryAfter",
-                "retryBefore",
-            ),
+            self.need(kids, "messageInfo"), f"{path}/messageInfo", _MESSAGE_INFO_PARTS
         )
         reason = self.need_enum(
             m,
@@ -1315,11 +1214,7 @@ class _Reader:
             retry_after=self.dt(m, "retryAfter"),
             retry_before=self.dt(m, "retryBefore"),
         )
-        s = self.children(
-            self.need(kids, "statusInfo"),
-            f"{path}/statusInfo",
-            ("status", "expectedDeliveryDate", "dueDate", "lastChange"),
-        )
+        s = self.children(self.need(kids, "statusInfo"), f"{path}/statusInfo", _STATUS_INFO_PARTS)
         status_info = p.StatusInfo(
             status=self.need_enum(s, "status", p.Status, label="status"),
             expected_delivery_date=self.dt(s, "expectedDeliveryDate"),
@@ -1337,19 +1232,7 @@ class _Reader:
     def delivery(self, element: etree._Element | None) -> p.DeliveryInfo | None:
         if element is None:
             return None
-        kids = self.children(
-            element,
-            "supplyingAgencyMessage/deliveryInfo",
-            (
-                "dateSent",
-                "itemId",
-                "sentVia",
-                "sentToPatron",
-                "loanCondition",
-                "deliveredFormat",
-                "deliveryCosts",
-            ),
-        )
+        kids = self.children(element, "supplyingAgencyMessage/deliveryInfo", _DELIVERY_INFO_PARTS)
         return p.DeliveryInfo(
             date_sent=self.need_dt(kids, "dateSent"),
             item_id=self.text(kids, "itemId"),
@@ -1364,7 +1247,7 @@ class _Reader:
         if element is None:
             return None
         path = "supplyingAgencyMessage/returnInfo"
-        kids = self.children(element, path, ("returnAgencyId", "name", "physicalAddress"))
+        kids = self.children(element, path, _RETURN_INFO_PARTS)
         physical = self.one(kids, "physicalAddress")
         return p.ReturnInfo(
             return_agency_id=self.agency(
@@ -1378,7 +1261,7 @@ class _Reader:
 
     def requesting(self, element: etree._Element) -> p.RequestingAgencyMessage:
         path = "requestingAgencyMessage"
-        kids = self.children(element, path, ("header", "action", "note"))
+        kids = self.children(element, path, _REQUESTING_AGENCY_MESSAGE_PARTS)
         header = self.read_header(self.need(kids, "header"), f"{path}/header")
         action = self.need_enum(
             kids, "action", p.Action, p.ErrorType.UNSUPPORTED_ACTION_TYPE, "action"
@@ -1388,7 +1271,7 @@ class _Reader:
 
     def request_confirmation(self, element: etree._Element) -> p.RequestConfirmation:
         path = "requestConfirmation"
-        kids = self.children(element, path, ("confirmationHeader", "errorData"))
+        kids = self.children(element, path, _REQUEST_CONFIRMATION_PARTS)
         return p.RequestConfirmation(
             header=self.read_confirmation_header(
                 self.need(kids, "confirmationHeader"), f"{path}/confirmationHeader"
@@ -1400,7 +1283,7 @@ class _Reader:
         self, element: etree._Element
     ) -> p.SupplyingAgencyMessageConfirmation:
         path = "supplyingAgencyMessageConfirmation"
-        kids = self.children(element, path, ("confirmationHeader", "reasonForMessage", "errorData"))
+        kids = self.children(element, path, _SUPPLYING_CONFIRMATION_PARTS)
         return p.SupplyingAgencyMessageConfirmation(
             header=self.read_confirmation_header(
                 self.need(kids, "confirmationHeader"), f"{path}/confirmationHeader"
@@ -1419,7 +1302,7 @@ class _Reader:
         self, element: etree._Element
     ) -> p.RequestingAgencyMessageConfirmation:
         path = "requestingAgencyMessageConfirmation"
-        kids = self.children(element, path, ("confirmationHeader", "action", "errorData"))
+        kids = self.children(element, path, _REQUESTING_CONFIRMATION_PARTS)
         return p.RequestingAgencyMessageConfirmation(
             header=self.read_confirmation_header(
                 self.need(kids, "confirmationHeader"), f"{path}/confirmationHeader"
@@ -1448,7 +1331,6 @@ _BIB_STRINGS = (
     "informationSource",
 )
 _BIB_REPEATED = ("bibliographicItemId", "bibliographicRecordId")
-_BIB_PARTS = _BIB_STRINGS + _BIB_REPEATED
 
 
 @functools.cache
@@ -1459,6 +1341,108 @@ def _snake(name: str) -> str:
 _BIB_FIELDS = tuple((name, _snake(name)) for name in _BIB_STRINGS)
 _PUBLICATION_STRINGS = ("publisher", "publicationType", "publicationDate", "placeOfPublication")
 _PUBLICATION_FIELDS = tuple((name, _snake(name)) for name in _PUBLICATION_STRINGS)
+
+
+# The child elements each element may have (XSD v1.2), by qualified tag; see _Reader.children.
+_AGENCY_ID_PARTS = _known("agencyIdType", "agencyIdValue")
+_COSTS_PARTS = _known("currencyCode", "monetaryValue")
+_PHYSICAL_ADDRESS_PARTS = _known("line1", "line2", "locality", "postalCode", "region", "country")
+_ADDRESS_PARTS = _known("electronicAddress", "physicalAddress")
+_ELECTRONIC_ADDRESS_PARTS = _known("electronicAddressType", "electronicAddressData")
+_RECORD_ID_PARTS = _known("bibliographicRecordIdentifierCode", "bibliographicRecordIdentifier")
+_HEADER_PARTS = _known(
+    "supplyingAgencyId",
+    "requestingAgencyId",
+    "multipleItemRequestId",
+    "timestamp",
+    "requestingAgencyRequestId",
+    "supplyingAgencyRequestId",
+    "requestingAgencyAuthentication",
+)
+_AUTHENTICATION_PARTS = _known("accountId", "securityCode")
+_CONFIRMATION_HEADER_PARTS = _known(
+    "supplyingAgencyId",
+    "requestingAgencyId",
+    "timestamp",
+    "requestingAgencyRequestId",
+    "multipleItemRequestId",
+    "timestampReceived",
+    "messageStatus",
+)
+_ERROR_DATA_PARTS = _known("errorType", "errorValue")
+_REQUEST_PARTS = _known(
+    "header",
+    "bibliographicInfo",
+    "publicationInfo",
+    "serviceInfo",
+    "supplierInfo",
+    "requestedDeliveryInfo",
+    "requestingAgencyInfo",
+    "patronInfo",
+    "billingInfo",
+)
+_BIB_PARTS = _known(*_BIB_STRINGS, *_BIB_REPEATED)
+_ITEM_ID_PARTS = _known("bibliographicItemIdentifier", "bibliographicItemIdentifierCode")
+_PUBLICATION_PARTS = _known(*_PUBLICATION_STRINGS)
+_SERVICE_INFO_PARTS = _known(
+    "requestType",
+    "requestSubType",
+    "requestingAgencyPreviousRequestId",
+    "serviceType",
+    "serviceLevel",
+    "preferredFormat",
+    "needBeforeDate",
+    "copyrightCompliance",
+    "anyEdition",
+    "startDate",
+    "endDate",
+    "note",
+)
+_SUPPLIER_INFO_PARTS = _known(
+    "sortOrder",
+    "supplierCode",
+    "supplierDescription",
+    "bibliographicRecordId",
+    "callNumber",
+    "summaryHoldings",
+    "availabilityNote",
+)
+_REQUESTED_DELIVERY_INFO_PARTS = _known("sortOrder", "address")
+_REQUESTING_AGENCY_INFO_PARTS = _known("name", "contactName", "address")
+_PATRON_INFO_PARTS = _known(
+    "patronId", "surname", "givenName", "patronType", "sendToPatron", "address"
+)
+_BILLING_INFO_PARTS = _known(
+    "paymentMethod", "maximumCosts", "billingMethod", "billingName", "address"
+)
+_SUPPLYING_AGENCY_MESSAGE_PARTS = _known(
+    "header", "messageInfo", "statusInfo", "deliveryInfo", "returnInfo"
+)
+_MESSAGE_INFO_PARTS = _known(
+    "reasonForMessage",
+    "answerYesNo",
+    "note",
+    "reasonUnfilled",
+    "reasonRetry",
+    "offeredCosts",
+    "retryAfter",
+    "retryBefore",
+)
+_STATUS_INFO_PARTS = _known("status", "expectedDeliveryDate", "dueDate", "lastChange")
+_DELIVERY_INFO_PARTS = _known(
+    "dateSent",
+    "itemId",
+    "sentVia",
+    "sentToPatron",
+    "loanCondition",
+    "deliveredFormat",
+    "deliveryCosts",
+)
+_RETURN_INFO_PARTS = _known("returnAgencyId", "name", "physicalAddress")
+_REQUESTING_AGENCY_MESSAGE_PARTS = _known("header", "action", "note")
+_REQUEST_CONFIRMATION_PARTS = _known("confirmationHeader", "errorData")
+_SUPPLYING_CONFIRMATION_PARTS = _known("confirmationHeader", "reasonForMessage", "errorData")
+_REQUESTING_CONFIRMATION_PARTS = _known("confirmationHeader", "action", "errorData")
 
 
 _READERS: dict[p.MessageKind, Callable[[_Reader, etree._Element], p.Message]] = {
