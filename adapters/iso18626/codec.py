@@ -793,6 +793,13 @@ class _Reader:
             if zone is None:
                 self.fail(p.ErrorType.UNRECOGNISED_DATA_VALUE, f"{path}: bad offset: {raw!r}")
             tz = zone
+        if tz_text is not None and hour != "24" and text.isascii():
+            # The usual shape in one C call, which cuts digits past microseconds too; what it
+            # refuses is read below, which has the words for the error.
+            try:
+                return datetime.fromisoformat(text)
+            except ValueError:
+                pass
         # Python keeps microseconds; crosslink sends nanoseconds, which are cut, not rounded,
         # so the same text always gives the same instant.
         micro = int(fraction[:6].ljust(6, "0")) if fraction else 0
