@@ -725,7 +725,8 @@ class _Reader:
         return _Children(first, repeats, path)
 
     def one(self, kids: _Children, name: str) -> etree._Element | None:
-        # ``text`` and ``need`` look names up in ``first`` themselves when nothing repeats.
+        # ``text``, ``need`` and ``need_text`` look names up in ``first`` themselves when
+        # nothing repeats.
         element = kids.first.get(name)
         if element is not None and kids.repeats is not None and name in kids.repeats:
             times = len(kids.repeats[name])
@@ -771,7 +772,9 @@ class _Reader:
         return element.text or ""
 
     def need_text(self, kids: _Children, name: str) -> str:
-        element = self.need(kids, name)
+        element = kids.first.get(name) if kids.repeats is None else None
+        if element is None:  # missing (``need`` fails) or repeated (``need`` warns)
+            element = self.need(kids, name)
         if element.keys() or len(element):
             self.overlook(element, f"{kids.path}/{name}")
         return element.text or ""
