@@ -1235,15 +1235,17 @@ _EVENT = Event.__table__  # type: ignore[attr-defined]
 _NOTE = Note.__table__  # type: ignore[attr-defined]
 _MESSAGE = IsoMessage.__table__  # type: ignore[attr-defined]
 
-_PARTNER_BY_AGENCY = sa.select(
-    _PARTNER.c.id,
-    _PARTNER.c.name,
-    _PARTNER.c.active,
-    _PARTNER.c.account_id,
-    _PARTNER.c.security_code,
-).where(
-    sa.func.upper(_PARTNER.c.agency_id_type) == sa.bindparam("agency_type"),
-    _PARTNER.c.agency_id_value == sa.bindparam("agency_value"),
+_PARTNER_BY_AGENCY = ListStatement(  # no list: the agency's type and value only
+    lambda _n: sa.select(
+        _PARTNER.c.id,
+        _PARTNER.c.name,
+        _PARTNER.c.active,
+        _PARTNER.c.account_id,
+        _PARTNER.c.security_code,
+    ).where(
+        sa.func.upper(_PARTNER.c.agency_id_type) == sa.bindparam("agency_type"),
+        _PARTNER.c.agency_id_value == sa.bindparam("agency_value"),
+    )
 )
 
 
@@ -1343,11 +1345,13 @@ def _new_id(result: sa.CursorResult[Any]) -> int:
 
 
 def _sender_row(conn: sa.Connection, agency: p.AgencyId) -> _Sender | None:
-    row = conn.execute(
-        _PARTNER_BY_AGENCY,
-        {"agency_type": agency.type.strip().upper(), "agency_value": agency.value.strip()},
-    ).first()
-    return None if row is None else _Sender(*row)
+    rows = _PARTNER_BY_AGENCY.execute(
+        conn, (), agency_type=agency.type.strip().upper(), agency_value=agency.value.strip()
+    )
+    if not rows:
+        return None
+    partner_id, name, active, account_id, security_code = rows[0]
+    return _Sender(partner_id, name, bool(active), account_id, security_code)
 
 
 def _plain_request(message: p.AgencyMessage) -> bool:
