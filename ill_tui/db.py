@@ -39,6 +39,18 @@ class DatabaseError(RuntimeError):
     """The database cannot be opened or migrated; the message says why in plain words."""
 
 
+def _null(value: None) -> None:
+    return value
+
+
+# sqlite3 binds str, int, float and bytes as they are, but sends every other parameter
+# through its adapter registry first; for None, which has no adapter, that lookup raises
+# and clears two AttributeErrors (``__adapt__``, ``__conform__``) before binding NULL. An
+# adapter that hands None back binds the same NULL for a fraction of that (a batch of
+# inbound requests binds about sixty Nones a message).
+sqlite3.register_adapter(type(None), _null)
+
+
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any, *, autocheckpoint: int) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")

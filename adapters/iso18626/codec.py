@@ -683,6 +683,19 @@ _DATETIME = re.compile(
     r"T(?P<hour>\d{2}):(?P<minute>\d{2}):(?P<second>\d{2})(?:\.(?P<fraction>\d+))?"
     r"(?P<tz>Z|[+-]\d{2}:?\d{2})?"
 )
+
+
+# Bounded: \d also matches non-ASCII digits, so a partner could send endless distinct offsets.
+@functools.lru_cache(maxsize=128)
+def _zone(digits: str) -> timezone | None:
+    """The time zone of a ``+HHMM`` or ``-HHMM`` offset; ``None`` beyond +-14:00 or past :59."""
+    minutes = int(digits[1:3]) * 60 + int(digits[3:5])
+    if minutes > 14 * 60 or int(digits[3:5]) > 59:
+        return None
+    offset = timedelta(minutes=-minutes if digits[0] == "-" else minutes)
+    return UTC if not offset else timezone(offset)
+
+
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 _INTEGER = re.compile(r"[+-]?\d+")
 
@@ -837,8 +850,7 @@ class _Reader:
         match = _DATETIME.fullmatch(text)
         if match is None:
             self.fail(p.ErrorType.UNRECOGNISED_DATA_VALUE, f"{path}: not a date-time: {raw!r}")
-        parts = match.groupdict()
-        tz_text = parts["tz"]
+        year, month, day, hour, minute, second, fraction, tz_text = match.groups()
         if tz_text is None:
             self.warn(f"{path}: {text!r} has no time zone; taken as UTC")
             tz: timezone = UTC
@@ -847,26 +859,24 @@ class _Reader:
         else:
             if ":" not in tz_text:
                 self.warn(f"{path}: offset {tz_text!r} read as {tz_text[:3]}:{tz_text[3:]}")
-            digits = tz_text.replace(":", "")
-            minutes = int(digits[1:3]) * 60 + int(digits[3:5])
-            if minutes > 14 * 60 or int(digits[3:5]) > 59:
+            zone = _zone(tz_text.replace(":", ""))
+            if zone is None:
                 self.fail(p.ErrorType.UNRECOGNISED_DATA_VALUE, f"{path}: bad offset: {raw!r}")
-            offset = timedelta(minutes=-minutes if digits[0] == "-" else minutes)
-            tz = UTC if not offset else timezone(offset)
+            tz = zone
         # Python keeps microseconds; crosslink sends nanoseconds, which are cut, not rounded,
         # so the same text always gives the same instant.
-        micro = int((parts["fraction"] or "0")[:6].ljust(6, "0"))
-        end_of_day = parts["hour"] == "24"  # xs:dateTime allows 24:00:00, the next midnight
+        micro = int(fraction[:6].ljust(6, "0")) if fraction else 0
+        end_of_day = hour == "24"  # xs:dateTime allows 24:00:00, the next midnight
         try:
-            if end_of_day and (parts["minute"], parts["second"], micro) != ("00", "00", 0):
+            if end_of_day and (minute, second, micro) != ("00", "00", 0):
                 raise ValueError("hour 24 is only allowed as 24:00:00")
             value = datetime(
-                int(parts["year"]),
-                int(parts["month"]),
-                int(parts["day"]),
-                0 if end_of_day else int(parts["hour"]),
-                int(parts["minute"]),
-                int(parts["second"]),
+                int(year),
+                int(month),
+                int(day),
+                0 if end_of_day else int(hour),
+                int(minute),
+                int(second),
                 micro,
                 tzinfo=tz,
             )
@@ -1525,6 +1535,7 @@ _READERS: dict[p.MessageKind, Callable[[_Reader, etree._Element], p.Message]] = 
     p.MessageKind.REQUESTING_AGENCY_MESSAGE_CONFIRMATION: _Reader.requesting_confirmation,
 }
 _KINDS = {kind.value: kind for kind in p.MessageKind}
+_KIND_TAGS: dict[object, p.MessageKind] = {_Q + kind.value: kind for kind in p.MessageKind}
 
 
 def parse(
@@ -1568,24 +1579,26 @@ def parse(
             warnings.append("ISO18626Message has no version attribute")
         elif version != p.VERSION:
             warnings.append(f"version {version!r} read as {p.VERSION}")
-        messages = [child for child in root if isinstance(child.tag, str) and _ns(child) == NS]
-        known = [child for child in messages if _local(child) in _KINDS]
+        known: list[tuple[etree._Element, p.MessageKind]] = []
         for child in root:
-            if isinstance(child.tag, str) and child not in known:
+            kind = _KIND_TAGS.get(child.tag)
+            if kind is not None:
+                known.append((child, kind))
+            elif isinstance(child.tag, str):
                 tag = etree.QName(child).text
                 warnings.append(f"unknown element ISO18626Message/{tag} ignored")
         if not known:
             raise NotIso18626("ISO18626Message holds no known ISO 18626 message.")
         if len(known) > 1:
             raise NotIso18626("ISO18626Message holds more than one message.")
-        element = known[0]
+        element, kind = known[0]
     elif name in _KINDS:
         warnings.append(f"bare {name} without the ISO18626Message envelope")
-        element = root
+        element, kind = root, _KINDS[name]
     else:
         raise NotIso18626(f"Root element {name} is not an ISO 18626 message.")
 
-    reader = _Reader(_KINDS[_local(element)], require_request_id=require_request_id)
+    reader = _Reader(kind, require_request_id=require_request_id)
     reader.warnings.extend(warnings)
     message = _READERS[reader.kind](reader, element)
     if reader.schemes:
