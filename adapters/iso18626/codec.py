@@ -696,6 +696,12 @@ def _zone(digits: str) -> timezone | None:
     return UTC if not offset else timezone(offset)
 
 
+@functools.cache
+def _members(enum: type[_E]) -> dict[str, _E]:
+    """``enum``'s members by value: what ``enum(text)`` finds, without its ValueError."""
+    return {member.value: member for member in enum}
+
+
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 _INTEGER = re.compile(r"[+-]?\d+")
 
@@ -907,10 +913,10 @@ class _Reader:
         label: str | None = None,
     ) -> _E:
         text = raw.strip()
-        try:
-            return enum(text)
-        except ValueError:
-            pass
+        members: dict[str, _E] = _members(enum)  # (functools.cache loses the type)
+        member = members.get(text)
+        if member is not None:
+            return member
         for member in enum:
             if member.value.lower() == text.lower():
                 self.warn(f"{path}: {raw!r} read as {member.value!r}")

@@ -39,9 +39,10 @@ from typing import Any
 import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import ClientDisconnect
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from adapters.iso18626 import codec
 from ill_tui import protocol as p
@@ -79,19 +80,37 @@ class _TooLarge(Exception):
     pass
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+def _content_headers(scope: Scope) -> tuple[str, bytes | None]:
+    """The request's media type (lower case, no parameters) and its Content-Length."""
+    content_type: bytes | None = None
+    declared: bytes | None = None
+    for name, value in scope["headers"]:
+        if name == b"content-type" and content_type is None:
+            content_type = value
+        elif name == b"content-length" and declared is None:
+            declared = value
+    media_type = (content_type or b"").decode("latin-1").split(";")[0].strip().lower()
+    return media_type, declared
+
+
+async def _read_body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
     """The body, refused as soon as it passes ``limit`` bytes (declared or actually sent)."""
-    declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _TooLarge
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
+        if chunk:
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def header_value(text: str | None) -> str | None:
@@ -105,13 +124,17 @@ def header_value(text: str | None) -> str | None:
     return text
 
 
-def _xml_response(body: bytes, request_id: str | None) -> Response:
+async def _send_xml(send: Send, body: bytes, request_id: str | None) -> None:
+    """Answer 200 with the confirmation ``body``."""
+    headers = [(b"content-type", b"application/xml"), (b"content-length", b"%d" % len(body))]
     # The partner's request id is echoed as crosslink does, when a header can hold it: an id
     # in another script or with a line break would make the answer fail after the message
     # was stored, and the partner would send it again and again.
     echoed = header_value(request_id)
-    headers = {"X-Request-ID": echoed} if echoed else {}
-    return Response(body, media_type="application/xml", headers=headers)
+    if echoed:
+        headers.append((b"x-request-id", echoed.encode("latin-1")))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _request_id(message: p.AgencyMessage | None, header: p.Header | None = None) -> str | None:
@@ -312,14 +335,15 @@ def make_app(
 
     batched = receive_many is not None or concurrency == 1
 
-    async def iso18626(request: Request) -> Response:
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    async def answer_http(scope: Scope, receive: Receive) -> Response | _Answer:
+        """The confirmation to send, or the HTTP error that refuses the request."""
+        content_type, declared = _content_headers(scope)
         if content_type not in XML_TYPES:
             return PlainTextResponse(
                 "Content-Type must be application/xml or text/xml", status_code=415
             )
         try:
-            data = await _read_body(request, max_body)
+            data = await _read_body(receive, declared, max_body)
         except _TooLarge:
             log.info("in: refused a body over %d bytes (413)", max_body)
             return PlainTextResponse(
@@ -354,7 +378,19 @@ def make_app(
         log.info("in: %s (%.1f ms)", line, (time.perf_counter() - started) * 1000)
         if after_receive is not None:
             after_receive()
-        return _xml_response(body, request_id)
+        return body, request_id, line
+
+    class Iso18626Route:
+        """POST /iso18626 as a plain ASGI app inside Starlette's routing (which answers 405
+        for other methods): the body is read and the answer sent with ASGI messages, without
+        a Request and a Response object for every message."""
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            outcome = await answer_http(scope, receive)
+            if isinstance(outcome, Response):
+                await outcome(scope, receive, send)
+            else:
+                await _send_xml(send, outcome[0], outcome[1])
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -370,8 +406,9 @@ def make_app(
             await task
 
     methods = ["POST"]
+    endpoint = Iso18626Route()
     routes = [
-        Route("/iso18626", iso18626, methods=methods),
-        Route("/", iso18626, methods=methods),
+        Route("/iso18626", endpoint, methods=methods),
+        Route("/", endpoint, methods=methods),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
