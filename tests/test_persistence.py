@@ -596,3 +596,28 @@ def test_text_filter_page_uses_the_fts_index(sqlite_eng: sa.Engine, sort: SortKe
     assert "SCAN r\n" not in text + "\n", text  # the request table is only looked up by id
     assert "SEARCH r USING INTEGER PRIMARY KEY" in text, text
     assert "TEMP B-TREE" not in text, text  # matches come in rowid order already
+
+
+def test_a_taken_key_in_the_batch_statements_is_an_integrity_error(eng: sa.Engine) -> None:
+    """The endpoint's batch statements go straight to the driver's cursor; a unique key
+    already taken still raises SQLAlchemy's IntegrityError (what ``receive`` catches when the
+    same message arrives twice at once), and nothing of the failed statement is kept."""
+    table = Patron.__table__  # type: ignore[attr-defined]
+    columns = ["barcode", "name", "category", "active", "created_at"]
+    insert = dbmod.BulkInsert(table, columns, returning=("id", "barcode"))
+    now = datetime(2026, 12, 4, 9, 30, tzinfo=UTC)
+
+    def patron(barcode: str, name: str) -> dict[str, Any]:
+        return {"barcode": barcode, "name": name, "category": "staff", "active": True,
+                "created_at": now}  # fmt: skip
+
+    with eng.begin() as conn:
+        ((new_id, barcode),) = insert.execute(conn, [patron("B-1", "One")])
+    assert barcode == "B-1"
+    with pytest.raises(sa.exc.IntegrityError), eng.begin() as conn:
+        insert.execute(conn, [patron("B-2", "Two"), patron("B-1", "One again")])
+    with pytest.raises(sa.exc.IntegrityError), eng.begin() as conn:
+        dbmod.BulkInsert(table, columns).execute_many(conn, [patron("B-1", "Once more")])
+    with session_scope(eng) as session:
+        kept = session.exec(select(Patron).where(col(Patron.barcode).like("B-%"))).all()
+        assert [(p.id, p.name, p.created_at) for p in kept] == [(new_id, "One", now)]

@@ -52,7 +52,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -1178,8 +1178,16 @@ def _stored(session: Session, digest: str) -> IsoMessage | None:
     return session.exec(select(IsoMessage).where(IsoMessage.digest == digest)).first()
 
 
+class _StoredOutcome(NamedTuple):
+    """How a stored message was answered (what a repeat of it is answered again)."""
+
+    confirmation_status: str | None
+    error_type: str | None
+    error_value: str | None
+
+
 def _confirmation_from(
-    row: IsoMessage | sa.Row[Any], message: p.AgencyMessage, now: datetime
+    row: IsoMessage | _StoredOutcome, message: p.AgencyMessage, now: datetime
 ) -> p.Confirmation:
     error = None
     if row.confirmation_status == p.MessageStatus.ERROR.value and row.error_type:
@@ -1435,7 +1443,10 @@ def _plain_requests_on(
         return [answer for answer in answers if answer is not None]
 
     digests = {str(batch[i].row_values["digest"]) for i, _ in candidates}
-    stored = {row.digest: row for row in _MESSAGES_BY_DIGESTS.execute(conn, sorted(digests))}
+    stored = {
+        row[0]: _StoredOutcome(*row[1:])
+        for row in _MESSAGES_BY_DIGESTS.execute(conn, sorted(digests))
+    }
     asked: dict[int, set[str]] = {}  # partner id -> the request ids its messages carry
     for i, partner in candidates:
         rid = batch[i].message.header.requesting_agency_request_id[:100]
