@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from alembic import command
@@ -296,46 +296,47 @@ class BulkInsert:
         self.table = table
         self.columns = tuple(columns)
         self.returning = tuple(returning)
-        self._compiled: dict[tuple[str, str, int], tuple[str, list[tuple[int, int]] | None]] = {}
-        self._processors: dict[tuple[str, str], list[Callable[[Any], Any] | None]] = {}
+        self._prepared: dict[tuple[str, str, int], _Prepared] = {}
 
-    def _statement(
-        self, dialect: sa.Dialect, rows: int
-    ) -> tuple[str, list[tuple[int, int]] | None, list[Callable[[Any], Any] | None]]:
+    def _statement(self, dialect: sa.Dialect, rows: int) -> _Prepared:
         key = (dialect.name, str(dialect.paramstyle), rows)
-        found = self._compiled.get(key)
-        if found is None:
-            names = {f"r{i}c{j}": (i, j) for i in range(rows) for j in range(len(self.columns))}
-            values: list[dict[str, Any]] = [
-                {c: sa.bindparam(f"r{i}c{j}") for j, c in enumerate(self.columns)}
-                for i in range(rows)
-            ]
-            statement: Any = self.table.insert().values(values if rows > 1 else values[0])
-            if self.returning:
-                statement = statement.returning(*(self.table.c[n] for n in self.returning))
-            compiled = statement.compile(dialect=dialect)
-            order = (
-                [names[name] for name in compiled.positiontup or ()]
-                if compiled.positional
-                else None
-            )
-            found = self._compiled[key] = (compiled.string, order)
-        processors = self._processors.get(key[:2])
-        if processors is None:
-            processors = self._processors[key[:2]] = [
-                self.table.c[c].type.dialect_impl(dialect).bind_processor(dialect)
-                for c in self.columns
-            ]
-        return found[0], found[1], processors
-
-    def _values(
-        self, rows: Sequence[Mapping[str, Any]], processors: list[Callable[[Any], Any] | None]
-    ) -> list[list[Any]]:
-        pairs = list(zip(self.columns, processors, strict=True))
-        return [
-            [row[column] if convert is None else convert(row[column]) for column, convert in pairs]
-            for row in rows
+        prepared = self._prepared.get(key)
+        if prepared is not None:
+            return prepared
+        width = len(self.columns)
+        names = {f"r{i}c{j}": (i, j) for i in range(rows) for j in range(width)}
+        values: list[dict[str, Any]] = [
+            {c: sa.bindparam(f"r{i}c{j}") for j, c in enumerate(self.columns)} for i in range(rows)
         ]
+        statement: Any = self.table.insert().values(values if rows > 1 else values[0])
+        if self.returning:
+            statement = statement.returning(*(self.table.c[n] for n in self.returning))
+        compiled = statement.compile(dialect=dialect)
+        processors = [
+            self.table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in self.columns
+        ]
+        converters = tuple(zip(self.columns, processors, strict=True))
+        in_order: tuple[tuple[str, Callable[[Any], Any] | None], ...] | None = None
+        if compiled.positional:
+            order = [names[name] for name in compiled.positiontup or ()]
+            first = [j for i, j in order[:width]]
+            # SQLite's "?" parameters: row after row, each in the table's column order
+            if order == [(i, j) for i in range(rows) for j in first]:
+                in_order = tuple(converters[j] for j in first)
+        prepared = self._prepared[key] = _Prepared(compiled.string, converters, in_order)
+        return prepared
+
+    @staticmethod
+    def _named(
+        row: Mapping[str, Any],
+        i: int,
+        converters: Sequence[tuple[str, Callable[[Any], Any] | None]],
+    ) -> dict[str, Any]:
+        """Row ``i``'s converted values under the statement's parameter names (``r{i}c{j}``)."""
+        return {
+            f"r{i}c{j}": row[column] if convert is None else convert(row[column])
+            for j, (column, convert) in enumerate(converters)
+        }
 
     def execute(
         self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]
@@ -345,23 +346,46 @@ class BulkInsert:
         Raises:
             KeyError: a row lacks one of the columns.
         """
-        sql, order, processors = self._statement(conn.dialect, len(rows))
-        values = self._values(rows, processors)
-        if order is not None:
-            params: Any = tuple(values[i][j] for i, j in order)
+        prepared = self._statement(conn.dialect, len(rows))
+        params: Any
+        if prepared.in_order is not None:
+            params = [
+                row[column] if convert is None else convert(row[column])
+                for row in rows
+                for column, convert in prepared.in_order
+            ]
         else:
-            params = {f"r{i}c{j}": v for i, row in enumerate(values) for j, v in enumerate(row)}
-        return _driver_execute(conn, sql, params) or []
+            params = {}
+            for i, row in enumerate(rows):
+                params.update(self._named(row, i, prepared.converters))
+        return _driver_execute(conn, prepared.sql, params) or []
 
     def execute_many(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert ``rows`` with the driver's executemany (no RETURNING)."""
-        sql, order, processors = self._statement(conn.dialect, 1)
-        values = self._values(rows, processors)
-        if order is not None:
-            params: Any = [tuple(row[j] for _, j in order) for row in values]
+        prepared = self._statement(conn.dialect, 1)
+        params: Any
+        if prepared.in_order is not None:
+            params = [
+                [
+                    row[column] if convert is None else convert(row[column])
+                    for column, convert in prepared.in_order
+                ]
+                for row in rows
+            ]
         else:
-            params = [{f"r0c{j}": v for j, v in enumerate(row)} for row in values]
-        _driver_execute(conn, sql, params, many=True)
+            params = [self._named(row, 0, prepared.converters) for row in rows]
+        _driver_execute(conn, prepared.sql, params, many=True)
+
+
+class _Prepared(NamedTuple):
+    """A ``BulkInsert`` statement compiled for one dialect and row count."""
+
+    sql: str
+    converters: tuple[tuple[str, Callable[[Any], Any] | None], ...]
+    """(column, bind processor) in ``BulkInsert.columns`` order."""
+    in_order: tuple[tuple[str, Callable[[Any], Any] | None], ...] | None
+    """The same, in the order of one row's positional parameters, when the statement takes
+    its rows one after the other that way (SQLite); else None (named parameters)."""
 
 
 class ListStatement:

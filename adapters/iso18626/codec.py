@@ -657,8 +657,9 @@ def _reading_parser() -> etree.XMLParser:
 def _parse_xml(data: bytes) -> etree._Element:
     # Refuse a DOCTYPE before libxml2 reads it (cheap, covers ASCII-compatible encodings) ...
     # Markup cannot appear unescaped in text, so only a CDATA section or a comment quoting
-    # "<!DOCTYPE" would be refused wrongly here; no ISO 18626 peer sends either.
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+    # "<!DOCTYPE" would be refused wrongly here; no ISO 18626 peer sends either. Most messages
+    # have no "!" at all, which one memchr tells.
+    if b"!" in data and (b"<!DOCTYPE" in data or b"<!ENTITY" in data):
         raise UnsafeXml("A DOCTYPE or entity declaration is not allowed in an ISO 18626 message.")
     try:
         root = etree.fromstring(data, _reading_parser())
@@ -719,11 +720,11 @@ def _ns(element: etree._Element) -> str | None:
     return tag[1 : tag.index("}")] if tag[:1] == "{" else None
 
 
-@functools.cache
-def _tags(names: tuple[str, ...]) -> dict[object, str]:
-    """Each ISO 18626 element of ``names`` by its qualified tag: ``{namespace}name -> name``.
+def _known(*names: str) -> dict[object, str]:
+    """The ISO 18626 child elements an element may have, by qualified tag: ``{ns}name -> name``.
 
-    Keyed by ``object``: any child's tag may be looked up (a comment's is a function).
+    Keyed by ``object``: any child's tag may be looked up (a comment's is a function). The
+    tables are made once, below the reader (``_HEADER_PARTS`` and the others).
     """
     return {_Q + name: name for name in names}
 
@@ -778,13 +779,13 @@ class _Reader:
 
     # -- structure
 
-    def children(self, element: etree._Element, path: str, known: tuple[str, ...]) -> _Children:
-        tags = _tags(known)
+    def children(self, element: etree._Element, path: str, known: dict[object, str]) -> _Children:
         first: dict[str, etree._Element] = {}
         repeats: dict[str, list[etree._Element]] | None = None
-        for child in element:
+        # element[:] makes every child's proxy in one call, cheaper than lxml's iterator.
+        for child in element[:]:
             # One dict look-up per child: this loop runs for every element of a message.
-            name = tags.get(child.tag)
+            name = known.get(child.tag)
             if name is None:
                 # comments and processing instructions are removed; be sure
                 if isinstance(child.tag, str):
@@ -800,6 +801,8 @@ class _Reader:
         return _Children(first, repeats, path)
 
     def one(self, kids: _Children, name: str) -> etree._Element | None:
+        # ``text``, ``need`` and ``need_text`` look names up in ``first`` themselves when
+        # nothing repeats.
         element = kids.first.get(name)
         if element is not None and kids.repeats is not None and name in kids.repeats:
             times = len(kids.repeats[name])
@@ -807,7 +810,7 @@ class _Reader:
         return element
 
     def need(self, kids: _Children, name: str) -> etree._Element:
-        element = self.one(kids, name)
+        element = kids.first.get(name) if kids.repeats is None else self.one(kids, name)
         if element is None:
             self.fail(p.ErrorType.BADLY_FORMED_MESSAGE, f"{kids.path}/{name}: missing")
         return element
@@ -837,7 +840,6 @@ class _Reader:
             self.warn(f"{path} should hold text only; its child elements are ignored")
 
     def text(self, kids: _Children, name: str) -> str | None:
-        # Most optional elements are absent: look them up without a call to ``one``.
         element = kids.first.get(name) if kids.repeats is None else self.one(kids, name)
         if element is None:
             return None
@@ -846,7 +848,9 @@ class _Reader:
         return element.text or ""
 
     def need_text(self, kids: _Children, name: str) -> str:
-        element = self.need(kids, name)
+        element = kids.first.get(name) if kids.repeats is None else None
+        if element is None:  # missing (``need`` fails) or repeated (``need`` warns)
+            element = self.need(kids, name)
         if element.keys() or len(element):
             self.overlook(element, f"{kids.path}/{name}")
         return element.text or ""
@@ -869,6 +873,13 @@ class _Reader:
             if zone is None:
                 self.fail(p.ErrorType.UNRECOGNISED_DATA_VALUE, f"{path}: bad offset: {raw!r}")
             tz = zone
+        if tz_text is not None and hour != "24" and text.isascii():
+            # The usual shape in one C call, which cuts digits past microseconds too; what it
+            # refuses is read below, which has the words for the error.
+            try:
+                return datetime.fromisoformat(text)
+            except ValueError:
+                pass
         # Python keeps microseconds; crosslink sends nanoseconds, which are cut, not rounded,
         # so the same text always gives the same instant.
         micro = int(fraction[:6].ljust(6, "0")) if fraction else 0
@@ -993,7 +1004,7 @@ class _Reader:
     def agency(self, element: etree._Element | None, path: str) -> p.AgencyId | None:
         if element is None:
             return None
-        kids = self.children(element, path, ("agencyIdType", "agencyIdValue"))
+        kids = self.children(element, path, _AGENCY_ID_PARTS)
         return p.AgencyId(
             type=self.need_text(kids, "agencyIdType"), value=self.need_text(kids, "agencyIdValue")
         )
@@ -1011,7 +1022,7 @@ class _Reader:
         if not len(element) and not (element.text or "").strip():
             self.warn(f"{path} is empty; taken as absent")
             return None
-        costs = self.children(element, path, ("currencyCode", "monetaryValue"))
+        costs = self.children(element, path, _COSTS_PARTS)
         raw = self.need_text(costs, "monetaryValue")
         text = raw.strip()
         if not _DECIMAL.fullmatch(text):
@@ -1023,9 +1034,7 @@ class _Reader:
         return p.Costs(amount=amount, currency=self.need_text(costs, "currencyCode"))
 
     def physical(self, element: etree._Element, path: str) -> p.PhysicalAddress:
-        kids = self.children(
-            element, path, ("line1", "line2", "locality", "postalCode", "region", "country")
-        )
+        kids = self.children(element, path, _PHYSICAL_ADDRESS_PARTS)
         return p.PhysicalAddress(
             line1=self.text(kids, "line1"),
             line2=self.text(kids, "line2"),
@@ -1036,14 +1045,14 @@ class _Reader:
         )
 
     def address(self, element: etree._Element, path: str) -> p.Address | None:
-        kids = self.children(element, path, ("electronicAddress", "physicalAddress"))
+        kids = self.children(element, path, _ADDRESS_PARTS)
         electronic = self.one(kids, "electronicAddress")
         physical = self.one(kids, "physicalAddress")
         if electronic is not None:
             if physical is not None:
                 self.warn(f"{path} has both address kinds; the electronic one is used")
             epath = f"{path}/electronicAddress"
-            e = self.children(electronic, epath, ("electronicAddressType", "electronicAddressData"))
+            e = self.children(electronic, epath, _ELECTRONIC_ADDRESS_PARTS)
             return p.ElectronicAddress(
                 type=self.need_text(e, "electronicAddressType"),
                 data=self.need_text(e, "electronicAddressData"),
@@ -1058,35 +1067,19 @@ class _Reader:
         return tuple(a for a in found if a is not None)
 
     def record_id(self, element: etree._Element, path: str) -> p.BibliographicRecordId:
-        kids = self.children(
-            element, path, ("bibliographicRecordIdentifierCode", "bibliographicRecordIdentifier")
-        )
+        kids = self.children(element, path, _RECORD_ID_PARTS)
         return p.BibliographicRecordId(
             code=self.need_text(kids, "bibliographicRecordIdentifierCode"),
             value=self.need_text(kids, "bibliographicRecordIdentifier"),
         )
 
     def read_header(self, element: etree._Element, path: str) -> p.Header:
-        kids = self.children(
-            element,
-            path,
-            (
-                "supplyingAgencyId",
-                "requestingAgencyId",
-                "multipleItemRequestId",
-                "timestamp",
-                "requestingAgencyRequestId",
-                "supplyingAgencyRequestId",
-                "requestingAgencyAuthentication",
-            ),
-        )
+        kids = self.children(element, path, _HEADER_PARTS)
         auth_element = self.one(kids, "requestingAgencyAuthentication")
         auth = None
         if auth_element is not None:
             a = self.children(
-                auth_element,
-                f"{path}/requestingAgencyAuthentication",
-                ("accountId", "securityCode"),
+                auth_element, f"{path}/requestingAgencyAuthentication", _AUTHENTICATION_PARTS
             )
             auth = p.Authentication(
                 account_id=self.text(a, "accountId"), security_code=self.text(a, "securityCode")
@@ -1111,19 +1104,7 @@ class _Reader:
         return header
 
     def read_confirmation_header(self, element: etree._Element, path: str) -> p.ConfirmationHeader:
-        kids = self.children(
-            element,
-            path,
-            (
-                "supplyingAgencyId",
-                "requestingAgencyId",
-                "timestamp",
-                "requestingAgencyRequestId",
-                "multipleItemRequestId",
-                "timestampReceived",
-                "messageStatus",
-            ),
-        )
+        kids = self.children(element, path, _CONFIRMATION_HEADER_PARTS)
         return p.ConfirmationHeader(
             supplying_agency_id=self.agency(
                 self.one(kids, "supplyingAgencyId"), f"{path}/supplyingAgencyId"
@@ -1142,7 +1123,7 @@ class _Reader:
         element = self.one(kids, "errorData")
         if element is None:
             return None
-        e = self.children(element, f"{kids.path}/errorData", ("errorType", "errorValue"))
+        e = self.children(element, f"{kids.path}/errorData", _ERROR_DATA_PARTS)
         return p.ErrorData(
             error_type=self.need_enum(e, "errorType", p.ErrorType),
             error_value=self.text(e, "errorValue"),
@@ -1152,30 +1133,16 @@ class _Reader:
 
     def request(self, element: etree._Element) -> p.IllRequest:
         path = "request"
-        kids = self.children(
-            element,
-            path,
-            (
-                "header",
-                "bibliographicInfo",
-                "publicationInfo",
-                "serviceInfo",
-                "supplierInfo",
-                "requestedDeliveryInfo",
-                "requestingAgencyInfo",
-                "patronInfo",
-                "billingInfo",
-            ),
-        )
+        kids = self.children(element, path, _REQUEST_PARTS)
         header = self.read_header(self.need(kids, "header"), f"{path}/header")
         return p.IllRequest(
             header=header,
             bibliographic_info=self.bibliographic(self.need(kids, "bibliographicInfo")),
             publication_info=self.publication(self.one(kids, "publicationInfo")),
             service_info=self.service(self.one(kids, "serviceInfo")),
-            supplier_info=tuple(self.supplier(e) for e in self.many(kids, "supplierInfo")),
+            supplier_info=tuple(map(self.supplier, self.many(kids, "supplierInfo"))),
             requested_delivery_info=tuple(
-                self.delivery_wanted(e) for e in self.many(kids, "requestedDeliveryInfo")
+                map(self.delivery_wanted, self.many(kids, "requestedDeliveryInfo"))
             ),
             requesting_agency_info=self.requesting_agency(self.one(kids, "requestingAgencyInfo")),
             patron_info=self.patron(self.one(kids, "patronInfo")),
@@ -1191,11 +1158,7 @@ class _Reader:
         }
         items = []
         for item in self.many(kids, "bibliographicItemId"):
-            i = self.children(
-                item,
-                f"{path}/bibliographicItemId",
-                ("bibliographicItemIdentifier", "bibliographicItemIdentifierCode"),
-            )
+            i = self.children(item, f"{path}/bibliographicItemId", _ITEM_ID_PARTS)
             items.append(
                 p.BibliographicItemId(
                     code=self.need_text(i, "bibliographicItemIdentifierCode"),
@@ -1213,32 +1176,19 @@ class _Reader:
     def publication(self, element: etree._Element | None) -> p.PublicationInfo | None:
         if element is None:
             return None
-        kids = self.children(element, "request/publicationInfo", _PUBLICATION_STRINGS)
-        return p.PublicationInfo(
-            **{field: self.text(kids, name) for name, field in _PUBLICATION_FIELDS}
-        )
+        kids = self.children(element, "request/publicationInfo", _PUBLICATION_PARTS)
+        # Only the strings present, as in ``bibliographic``.
+        strings = {
+            field: self.text(kids, name)
+            for name, field in _PUBLICATION_FIELDS
+            if name in kids.first
+        }
+        return p.PublicationInfo(**strings)
 
     def service(self, element: etree._Element | None) -> p.ServiceInfo | None:
         if element is None:
             return None
-        kids = self.children(
-            element,
-            "request/serviceInfo",
-            (
-                "requestType",
-                "requestSubType",
-                "requestingAgencyPreviousRequestId",
-                "serviceType",
-                "serviceLevel",
-                "preferredFormat",
-                "needBeforeDate",
-                "copyrightCompliance",
-                "anyEdition",
-                "startDate",
-                "endDate",
-                "note",
-            ),
-        )
+        kids = self.children(element, "request/serviceInfo", _SERVICE_INFO_PARTS)
         sub_types = tuple(
             self.enum_value(
                 p.RequestSubType,
@@ -1266,19 +1216,7 @@ class _Reader:
 
     def supplier(self, element: etree._Element) -> p.SupplierInfo:
         path = "request/supplierInfo"
-        kids = self.children(
-            element,
-            path,
-            (
-                "sortOrder",
-                "supplierCode",
-                "supplierDescription",
-                "bibliographicRecordId",
-                "callNumber",
-                "summaryHoldings",
-                "availabilityNote",
-            ),
-        )
+        kids = self.children(element, path, _SUPPLIER_INFO_PARTS)
         record = self.one(kids, "bibliographicRecordId")
         return p.SupplierInfo(
             sort_order=self.integer(kids, "sortOrder"),
@@ -1294,7 +1232,7 @@ class _Reader:
 
     def delivery_wanted(self, element: etree._Element) -> p.RequestedDeliveryInfo:
         path = "request/requestedDeliveryInfo"
-        kids = self.children(element, path, ("sortOrder", "address"))
+        kids = self.children(element, path, _REQUESTED_DELIVERY_INFO_PARTS)
         address = self.one(kids, "address")
         return p.RequestedDeliveryInfo(
             sort_order=self.integer(kids, "sortOrder"),
@@ -1304,9 +1242,7 @@ class _Reader:
     def requesting_agency(self, element: etree._Element | None) -> p.RequestingAgencyInfo | None:
         if element is None:
             return None
-        kids = self.children(
-            element, "request/requestingAgencyInfo", ("name", "contactName", "address")
-        )
+        kids = self.children(element, "request/requestingAgencyInfo", _REQUESTING_AGENCY_INFO_PARTS)
         return p.RequestingAgencyInfo(
             name=self.text(kids, "name"),
             contact_name=self.text(kids, "contactName"),
@@ -1316,11 +1252,7 @@ class _Reader:
     def patron(self, element: etree._Element | None) -> p.PatronInfo | None:
         if element is None:
             return None
-        kids = self.children(
-            element,
-            "request/patronInfo",
-            ("patronId", "surname", "givenName", "patronType", "sendToPatron", "address"),
-        )
+        kids = self.children(element, "request/patronInfo", _PATRON_INFO_PARTS)
         return p.PatronInfo(
             patron_id=self.text(kids, "patronId"),
             surname=self.text(kids, "surname"),
@@ -1334,11 +1266,7 @@ class _Reader:
         if element is None:
             return None
         path = "request/billingInfo"
-        kids = self.children(
-            element,
-            path,
-            ("paymentMethod", "maximumCosts", "billingMethod", "billingName", "address"),
-        )
+        kids = self.children(element, path, _BILLING_INFO_PARTS)
         address = self.one(kids, "address")
         return p.BillingInfo(
             payment_method=self.text(kids, "paymentMethod"),
@@ -1350,23 +1278,10 @@ class _Reader:
 
     def supplying(self, element: etree._Element) -> p.SupplyingAgencyMessage:
         path = "supplyingAgencyMessage"
-        kids = self.children(
-            element, path, ("header", "messageInfo", "statusInfo", "deliveryInfo", "returnInfo")
-        )
+        kids = self.children(element, path, _SUPPLYING_AGENCY_MESSAGE_PARTS)
         header = self.read_header(self.need(kids, "header"), f"{path}/header")
         m = self.children(
-            self.need(kids, "messageInfo"),
-            f"{path}/messageInfo",
-            (
-                "reasonForMessage",
-                "answerYesNo",
-                "note",
-                "reasonUnfilled",
-                "reasonRetry",
-                "offeredCosts",
-                "retryAfter",
-                "retryBefore",
-            ),
+            self.need(kids, "messageInfo"), f"{path}/messageInfo", _MESSAGE_INFO_PARTS
         )
         reason = self.need_enum(
             m,
@@ -1386,11 +1301,7 @@ class _Reader:
             retry_after=self.dt(m, "retryAfter"),
             retry_before=self.dt(m, "retryBefore"),
         )
-        s = self.children(
-            self.need(kids, "statusInfo"),
-            f"{path}/statusInfo",
-            ("status", "expectedDeliveryDate", "dueDate", "lastChange"),
-        )
+        s = self.children(self.need(kids, "statusInfo"), f"{path}/statusInfo", _STATUS_INFO_PARTS)
         status_info = p.StatusInfo(
             status=self.need_enum(s, "status", p.Status, label="status"),
             expected_delivery_date=self.dt(s, "expectedDeliveryDate"),
@@ -1408,19 +1319,7 @@ class _Reader:
     def delivery(self, element: etree._Element | None) -> p.DeliveryInfo | None:
         if element is None:
             return None
-        kids = self.children(
-            element,
-            "supplyingAgencyMessage/deliveryInfo",
-            (
-                "dateSent",
-                "itemId",
-                "sentVia",
-                "sentToPatron",
-                "loanCondition",
-                "deliveredFormat",
-                "deliveryCosts",
-            ),
-        )
+        kids = self.children(element, "supplyingAgencyMessage/deliveryInfo", _DELIVERY_INFO_PARTS)
         return p.DeliveryInfo(
             date_sent=self.need_dt(kids, "dateSent"),
             item_id=self.text(kids, "itemId"),
@@ -1435,7 +1334,7 @@ class _Reader:
         if element is None:
             return None
         path = "supplyingAgencyMessage/returnInfo"
-        kids = self.children(element, path, ("returnAgencyId", "name", "physicalAddress"))
+        kids = self.children(element, path, _RETURN_INFO_PARTS)
         physical = self.one(kids, "physicalAddress")
         return p.ReturnInfo(
             return_agency_id=self.agency(
@@ -1449,7 +1348,7 @@ class _Reader:
 
     def requesting(self, element: etree._Element) -> p.RequestingAgencyMessage:
         path = "requestingAgencyMessage"
-        kids = self.children(element, path, ("header", "action", "note"))
+        kids = self.children(element, path, _REQUESTING_AGENCY_MESSAGE_PARTS)
         header = self.read_header(self.need(kids, "header"), f"{path}/header")
         action = self.need_enum(
             kids, "action", p.Action, p.ErrorType.UNSUPPORTED_ACTION_TYPE, "action"
@@ -1459,7 +1358,7 @@ class _Reader:
 
     def request_confirmation(self, element: etree._Element) -> p.RequestConfirmation:
         path = "requestConfirmation"
-        kids = self.children(element, path, ("confirmationHeader", "errorData"))
+        kids = self.children(element, path, _REQUEST_CONFIRMATION_PARTS)
         return p.RequestConfirmation(
             header=self.read_confirmation_header(
                 self.need(kids, "confirmationHeader"), f"{path}/confirmationHeader"
@@ -1471,7 +1370,7 @@ class _Reader:
         self, element: etree._Element
     ) -> p.SupplyingAgencyMessageConfirmation:
         path = "supplyingAgencyMessageConfirmation"
-        kids = self.children(element, path, ("confirmationHeader", "reasonForMessage", "errorData"))
+        kids = self.children(element, path, _SUPPLYING_CONFIRMATION_PARTS)
         return p.SupplyingAgencyMessageConfirmation(
             header=self.read_confirmation_header(
                 self.need(kids, "confirmationHeader"), f"{path}/confirmationHeader"
@@ -1490,7 +1389,7 @@ class _Reader:
         self, element: etree._Element
     ) -> p.RequestingAgencyMessageConfirmation:
         path = "requestingAgencyMessageConfirmation"
-        kids = self.children(element, path, ("confirmationHeader", "action", "errorData"))
+        kids = self.children(element, path, _REQUESTING_CONFIRMATION_PARTS)
         return p.RequestingAgencyMessageConfirmation(
             header=self.read_confirmation_header(
                 self.need(kids, "confirmationHeader"), f"{path}/confirmationHeader"
@@ -1519,7 +1418,6 @@ _BIB_STRINGS = (
     "informationSource",
 )
 _BIB_REPEATED = ("bibliographicItemId", "bibliographicRecordId")
-_BIB_PARTS = _BIB_STRINGS + _BIB_REPEATED
 
 
 @functools.cache
@@ -1530,6 +1428,108 @@ def _snake(name: str) -> str:
 _BIB_FIELDS = tuple((name, _snake(name)) for name in _BIB_STRINGS)
 _PUBLICATION_STRINGS = ("publisher", "publicationType", "publicationDate", "placeOfPublication")
 _PUBLICATION_FIELDS = tuple((name, _snake(name)) for name in _PUBLICATION_STRINGS)
+
+
+# The child elements each element may have (XSD v1.2), by qualified tag; see _Reader.children.
+_AGENCY_ID_PARTS = _known("agencyIdType", "agencyIdValue")
+_COSTS_PARTS = _known("currencyCode", "monetaryValue")
+_PHYSICAL_ADDRESS_PARTS = _known("line1", "line2", "locality", "postalCode", "region", "country")
+_ADDRESS_PARTS = _known("electronicAddress", "physicalAddress")
+_ELECTRONIC_ADDRESS_PARTS = _known("electronicAddressType", "electronicAddressData")
+_RECORD_ID_PARTS = _known("bibliographicRecordIdentifierCode", "bibliographicRecordIdentifier")
+_HEADER_PARTS = _known(
+    "supplyingAgencyId",
+    "requestingAgencyId",
+    "multipleItemRequestId",
+    "timestamp",
+    "requestingAgencyRequestId",
+    "supplyingAgencyRequestId",
+    "requestingAgencyAuthentication",
+)
+_AUTHENTICATION_PARTS = _known("accountId", "securityCode")
+_CONFIRMATION_HEADER_PARTS = _known(
+    "supplyingAgencyId",
+    "requestingAgencyId",
+    "timestamp",
+    "requestingAgencyRequestId",
+    "multipleItemRequestId",
+    "timestampReceived",
+    "messageStatus",
+)
+_ERROR_DATA_PARTS = _known("errorType", "errorValue")
+_REQUEST_PARTS = _known(
+    "header",
+    "bibliographicInfo",
+    "publicationInfo",
+    "serviceInfo",
+    "supplierInfo",
+    "requestedDeliveryInfo",
+    "requestingAgencyInfo",
+    "patronInfo",
+    "billingInfo",
+)
+_BIB_PARTS = _known(*_BIB_STRINGS, *_BIB_REPEATED)
+_ITEM_ID_PARTS = _known("bibliographicItemIdentifier", "bibliographicItemIdentifierCode")
+_PUBLICATION_PARTS = _known(*_PUBLICATION_STRINGS)
+_SERVICE_INFO_PARTS = _known(
+    "requestType",
+    "requestSubType",
+    "requestingAgencyPreviousRequestId",
+    "serviceType",
+    "serviceLevel",
+    "preferredFormat",
+    "needBeforeDate",
+    "copyrightCompliance",
+    "anyEdition",
+    "startDate",
+    "endDate",
+    "note",
+)
+_SUPPLIER_INFO_PARTS = _known(
+    "sortOrder",
+    "supplierCode",
+    "supplierDescription",
+    "bibliographicRecordId",
+    "callNumber",
+    "summaryHoldings",
+    "availabilityNote",
+)
+_REQUESTED_DELIVERY_INFO_PARTS = _known("sortOrder", "address")
+_REQUESTING_AGENCY_INFO_PARTS = _known("name", "contactName", "address")
+_PATRON_INFO_PARTS = _known(
+    "patronId", "surname", "givenName", "patronType", "sendToPatron", "address"
+)
+_BILLING_INFO_PARTS = _known(
+    "paymentMethod", "maximumCosts", "billingMethod", "billingName", "address"
+)
+_SUPPLYING_AGENCY_MESSAGE_PARTS = _known(
+    "header", "messageInfo", "statusInfo", "deliveryInfo", "returnInfo"
+)
+_MESSAGE_INFO_PARTS = _known(
+    "reasonForMessage",
+    "answerYesNo",
+    "note",
+    "reasonUnfilled",
+    "reasonRetry",
+    "offeredCosts",
+    "retryAfter",
+    "retryBefore",
+)
+_STATUS_INFO_PARTS = _known("status", "expectedDeliveryDate", "dueDate", "lastChange")
+_DELIVERY_INFO_PARTS = _known(
+    "dateSent",
+    "itemId",
+    "sentVia",
+    "sentToPatron",
+    "loanCondition",
+    "deliveredFormat",
+    "deliveryCosts",
+)
+_RETURN_INFO_PARTS = _known("returnAgencyId", "name", "physicalAddress")
+_REQUESTING_AGENCY_MESSAGE_PARTS = _known("header", "action", "note")
+_REQUEST_CONFIRMATION_PARTS = _known("confirmationHeader", "errorData")
+_SUPPLYING_CONFIRMATION_PARTS = _known("confirmationHeader", "reasonForMessage", "errorData")
+_REQUESTING_CONFIRMATION_PARTS = _known("confirmationHeader", "action", "errorData")
 
 
 _READERS: dict[p.MessageKind, Callable[[_Reader, etree._Element], p.Message]] = {
