@@ -897,6 +897,31 @@ def test_build_writes_the_wire_format_partners_expect(schema: etree.XMLSchema) -
     assert_valid(schema, data)
 
 
+def test_messages_of_one_shape_each_carry_their_own_values() -> None:
+    """Messages of the same shape are built from one template: nothing of one is left in
+    the next, an empty text stays an empty element, and a refused one spoils nothing."""
+    first = loan_message(due_date=datetime(2026, 12, 7, 12, 0, tzinfo=UTC))
+    second = dataclasses.replace(
+        first,
+        header=dataclasses.replace(
+            first.header, requesting_agency_request_id="second", multiple_item_request_id="m-2"
+        ),
+        status_info=dataclasses.replace(
+            first.status_info, due_date=datetime(2027, 1, 4, 12, 0, tzinfo=UTC)
+        ),
+    )
+    spoiled = dataclasses.replace(
+        first, header=dataclasses.replace(first.header, requesting_agency_request_id="a\x01b")
+    )
+    with pytest.raises(SchemaViolation):
+        build(spoiled)
+    for message in (first, second, first):
+        data = build(message)
+        assert codec.parse(data).message == message
+    assert b"<multipleItemRequestId></multipleItemRequestId>" in build(first)
+    assert b"<multipleItemRequestId>m-2</multipleItemRequestId>" in build(second)
+
+
 def test_build_refuses_a_naive_datetime() -> None:
     with pytest.raises(SchemaViolation, match="no time zone"):
         build(loan_message(last_change=datetime(2026, 11, 23, 9, 30)))  # noqa: DTZ001
