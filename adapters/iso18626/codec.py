@@ -707,19 +707,6 @@ _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 _INTEGER = re.compile(r"[+-]?\d+")
 
 
-# String work on an element's "{namespace}name" tag: what QName does, without making one.
-# (lxml gives every element a str tag; its stubs allow bytes and QName too.)
-
-
-def _local(element: etree._Element) -> str:
-    return str(element.tag).rpartition("}")[2]
-
-
-def _ns(element: etree._Element) -> str | None:
-    tag = str(element.tag)
-    return tag[1 : tag.index("}")] if tag[:1] == "{" else None
-
-
 def _known(*names: str) -> dict[object, str]:
     """The ISO 18626 child elements an element may have, by qualified tag: ``{ns}name -> name``.
 
@@ -904,7 +891,7 @@ class _Reader:
         return value
 
     def dt(self, kids: _Children, name: str) -> datetime | None:
-        raw = self.text(kids, name)
+        raw = self.text(kids, name) if name in kids.first else None  # absent: no call
         if raw is None:
             return None
         if not raw.strip():
@@ -943,7 +930,7 @@ class _Reader:
         error_type: p.ErrorType = p.ErrorType.UNRECOGNISED_DATA_VALUE,
         label: str | None = None,
     ) -> _E | None:
-        raw = self.text(kids, name)
+        raw = self.text(kids, name) if name in kids.first else None  # absent: no call
         if raw is None:
             return None
         if not raw.strip():
@@ -963,7 +950,7 @@ class _Reader:
         return self.enum_value(enum, raw, f"{kids.path}/{name}", error_type, label)
 
     def integer(self, kids: _Children, name: str) -> int | None:
-        raw = self.text(kids, name)
+        raw = self.text(kids, name) if name in kids.first else None  # absent: no call
         if raw is None:
             return None
         text = raw.strip()
@@ -977,7 +964,7 @@ class _Reader:
         return int(text)
 
     def boolean(self, kids: _Children, name: str) -> bool | None:
-        raw = self.text(kids, name)
+        raw = self.text(kids, name) if name in kids.first else None  # absent: no call
         if raw is None:
             return None
         text = raw.strip()
@@ -1572,10 +1559,12 @@ def parse(
         raise MessageTooLarge(len(data), max_bytes)
     root = _parse_xml(data)
     warnings: list[str] = []
-    if _ns(root) != NS:
+    # "{namespace}name" (lxml gives every element a str tag; its stubs allow bytes and QName)
+    root_tag = str(root.tag)
+    if not root_tag.startswith(_Q):
         tag = etree.QName(root).text
         raise NotIso18626(f"Root element {tag} is not in the ISO 18626 namespace {NS}.")
-    name = _local(root)
+    name = root_tag[len(_Q) :]
     if name == "ISO18626Message":
         version = root.get(_VERSION_ATTR)
         if version is None and root.get("version") is not None:
