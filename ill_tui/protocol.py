@@ -16,13 +16,11 @@ revision, so they are not modelled here.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from ill_tui.money import Money
 
@@ -516,53 +514,6 @@ class RequestingAgencyMessageConfirmation:
     error_data: ErrorData | None = None
 
     kind: ClassVar[MessageKind] = MessageKind.REQUESTING_AGENCY_MESSAGE_CONFIRMATION
-
-
-# ---------------------------------------------------------------------------- construction
-
-
-def _store_through_slots(cls: type) -> None:
-    """Give a frozen, slotted dataclass an ``__init__`` that stores each field in its slot.
-
-    A frozen dataclass's own ``__init__`` stores every field with ``object.__setattr__``,
-    which finds the field again and checks the call on each store. Reading one ISO 18626
-    message makes about sixty fields, and those stores were a twelfth of the time to read it.
-    This ``__init__`` takes the same keyword-only arguments (names, defaults, annotations, the
-    words of its TypeErrors) and hands each value to its slot's own setter, which is where
-    ``object.__setattr__`` ends. Everything else (frozen, eq, hash, repr, pickling,
-    ``dataclasses.replace``) stays the dataclass's. A class this cannot copy exactly (a
-    positional or ``init=False`` field, a default factory, a ``__post_init__``) keeps its own.
-    """
-    fields = dataclasses.fields(cls)
-    if (
-        not cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
-        or "__slots__" not in cls.__dict__
-        or hasattr(cls, "__post_init__")
-        or any(
-            not f.init or not f.kw_only or f.default_factory is not dataclasses.MISSING
-            for f in fields
-        )
-    ):
-        return
-    namespace: dict[str, Any] = {}
-    parameters = []
-    for field in fields:
-        namespace[f"_set_{field.name}"] = cls.__dict__[field.name].__set__
-        if field.default is dataclasses.MISSING:
-            parameters.append(field.name)
-        else:
-            namespace[f"_default_{field.name}"] = field.default
-            parameters.append(f"{field.name}=_default_{field.name}")
-    body = "".join(f"    _set_{field.name}(self, {field.name})\n" for field in fields)
-    exec(f"def __init__(self, *, {', '.join(parameters)}):\n{body}", namespace)
-    # The dataclass's name, qualified name (TypeErrors use it), annotations and signature.
-    cls.__init__ = functools.update_wrapper(namespace["__init__"], cls.__init__)  # type: ignore[misc]
-
-
-for _part in list(globals().values()):
-    if isinstance(_part, type) and dataclasses.is_dataclass(_part) and _part.__module__ == __name__:
-        _store_through_slots(_part)
-del _part
 
 
 AgencyMessage = IllRequest | SupplyingAgencyMessage | RequestingAgencyMessage
