@@ -245,14 +245,12 @@ class WalCheckpointer:
                 conn.close()
 
 
-def _driver_execute(
-    conn: sa.Connection, sql: str, params: Any, *, many: bool = False
-) -> list[Any] | None:
+def _driver_execute(conn: sa.Connection, sql: str, params: Any, *, many: bool = False) -> list[Any]:
     """Run ``sql`` on a cursor of ``conn``'s own DBAPI connection, inside its transaction.
 
     What ``conn.exec_driver_sql`` does, without its execution context and result objects
     (about 10 us a statement, as much as SQLite's own work for a small batch): the rows come
-    back as the driver's tuples (None for a statement without a result), and a driver error
+    back as the driver's tuples (none for a statement without a result), and a driver error
     is raised as the SQLAlchemy exception ``exec_driver_sql`` would raise
     (``sa.exc.IntegrityError`` for a unique key taken, and so on).
     """
@@ -263,7 +261,7 @@ def _driver_execute(
             cursor.executemany(sql, params)
         else:
             cursor.execute(sql, params)
-        return list(cursor.fetchall()) if cursor.description is not None else None
+        return list(cursor.fetchall()) if cursor.description is not None else []
     except dbapi_error as error:
         raise sa.exc.DBAPIError.instance(
             sql, params, error, dbapi_error, dialect=conn.dialect, ismulti=many
@@ -358,7 +356,7 @@ class BulkInsert:
             params = {}
             for i, row in enumerate(rows):
                 params.update(self._named(row, i, prepared.converters))
-        return _driver_execute(conn, prepared.sql, params) or []
+        return _driver_execute(conn, prepared.sql, params)
 
     def execute_many(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert ``rows`` with the driver's executemany (no RETURNING)."""
@@ -398,7 +396,8 @@ class ListStatement:
         build: ``build(n)`` returns the statement for ``n`` values, whose parameters are
             ``sa.bindparam("v0")`` ... ``sa.bindparam(f"v{n - 1}")`` plus any named scalars
             given to ``execute``. Values go to the driver as they are, so they must be
-            ones it takes without conversion: text and integers.
+            ones it takes without conversion: text and integers. A statement with named
+            scalars only is run with no values (``n`` is 0).
     """
 
     def __init__(self, build: Callable[[int], Any]) -> None:
@@ -428,5 +427,5 @@ class ListStatement:
         sql, order, fixed = found
         params = {**fixed, **scalars, **{f"v{i}": value for i, value in enumerate(values)}}
         if order is not None:
-            return _driver_execute(conn, sql, tuple(params[name] for name in order)) or []
-        return _driver_execute(conn, sql, params) or []
+            return _driver_execute(conn, sql, tuple(params[name] for name in order))
+        return _driver_execute(conn, sql, params)
