@@ -1337,13 +1337,6 @@ class _Sender:
     security_code: str | None
 
 
-def _new_id(result: sa.CursorResult[Any]) -> int:
-    """The primary key an INSERT of one row made."""
-    key = result.inserted_primary_key
-    assert key is not None
-    return int(key[0])
-
-
 def _sender_row(conn: sa.Connection, agency: p.AgencyId) -> _Sender | None:
     rows = _PARTNER_BY_AGENCY.execute(
         conn, (), agency_type=agency.type.strip().upper(), agency_value=agency.value.strip()
