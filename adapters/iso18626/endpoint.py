@@ -389,8 +389,9 @@ def make_app(
             outcome = await answer_http(scope, receive)
             if isinstance(outcome, Response):
                 await outcome(scope, receive, send)
-            else:
-                await _send_xml(send, outcome[0], outcome[1])
+                return
+            body, request_id, _line = outcome
+            await _send_xml(send, body, request_id)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
